@@ -1,0 +1,40 @@
+# pgtrail: make demo runs the main job end to end; make test runs every test.
+# Everything the tests need is built into .cache/ (git-ignored) on first use.
+
+GO          ?= go
+CACHE       := $(CURDIR)/.cache
+BIN         := $(CACHE)/bin
+VERSITYGW   := $(BIN)/versitygw
+PGTRAIL     := $(BIN)/pgtrail
+export PGTRAIL_VERSITYGW := $(VERSITYGW)
+
+.PHONY: all build tools test test-short demo vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(PGTRAIL) ./cmd/pgtrail
+
+# versitygw is the S3 server with real Object Lock the tests run against (Apache-2.0).
+tools: $(VERSITYGW)
+
+$(VERSITYGW):
+	@mkdir -p $(BIN)
+	@echo "building versitygw v1.8.0 (S3 server for tests; about two minutes the first time)"
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	$(GO) vet ./...
+
+test: tools vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-short: tools
+	$(GO) test -count=1 -short ./...
+
+demo: build
+	$(GO) run ./cmd/pgtrail-demo
+
+clean:
+	rm -rf $(CACHE)

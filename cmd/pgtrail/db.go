@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// dbFlags are the connection flags every database command takes.
+type dbFlags struct {
+	url string
+}
+
+func (d *dbFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.url, "database-url", "", "PostgreSQL URL or DSN (default: $DATABASE_URL, else the libpq PG* variables)")
+}
+
+// config resolves the connection settings: flag, then DATABASE_URL, then PG* variables (which
+// pgx.ParseConfig("") reads).
+func (d *dbFlags) config(e *env) (*pgx.ConnConfig, error) {
+	url := d.url
+	if url == "" {
+		url = e.getenv("DATABASE_URL")
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, notRun(fmt.Errorf("bad database URL: %w", err))
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "pgtrail"
+	}
+	return cfg, nil
+}
+
+// connect opens one connection; failures are "could not run".
+func (d *dbFlags) connect(ctx context.Context, e *env) (*pgx.Conn, error) {
+	cfg, err := d.config(e)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, notRun(fmt.Errorf("connect: %w", err))
+	}
+	return conn, nil
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(e *env, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: pgtrail %s\n\nFlags:\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, allowing them after positional arguments too ("enable t --exclude-columns x").
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, notRun(err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// isPermission reports whether err is PostgreSQL refusing for lack of privilege.
+func isPermission(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "28000" || pgErr.Code == "28P01")
+}

@@ -1,0 +1,128 @@
+// Command pgtrail installs, runs and verifies pgtrail's tamper-evident audit trail.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Exit codes scripts rely on.
+const (
+	exitOK     = 0 // done; for verify: the chain is intact
+	exitFailed = 1 // the command ran and failed or refused; for verify: tampering or a gap found
+	exitNotRun = 2 // could not run: bad usage, cannot connect, no permission; for verify: could not check
+)
+
+// command is one subcommand: its one-line summary and how to run it.
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+var commands = map[string]command{
+	"migrate": {"apply or revert the audit schema: migrate up|down|version", runMigrate},
+	"enable":  {"capture INSERT/UPDATE/DELETE on a table: enable TABLE [--exclude-columns a,b]", runEnable},
+	"disable": {"stop capturing a table: disable TABLE", runDisable},
+	"status":  {"show audited tables, chain head, pending entries and partitions", runStatus},
+	"seal":    {"chain committed entries into audit.events (loop, or --once)", runSeal},
+	"verify":  {"recompute the hash chain: verify db", runVerify},
+	"version": {"print the pgtrail version", runVersion},
+}
+
+// env is what a subcommand may touch of the outside world.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, e *env, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(e.stdout)
+		if len(args) == 0 {
+			return exitNotRun
+		}
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(e.stderr, "pgtrail: unknown command %q (see pgtrail help)\n", args[0])
+		return exitNotRun
+	}
+	err := cmd.run(ctx, e, args[1:])
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var ex *exitError
+	if errors.As(err, &ex) {
+		if ex.err != nil {
+			fmt.Fprintf(e.stderr, "pgtrail %s: %s\n", args[0], oneLine(ex.err))
+		}
+		return ex.code
+	}
+	fmt.Fprintf(e.stderr, "pgtrail %s: %s\n", args[0], oneLine(err))
+	return exitFailed
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `pgtrail: a tamper-evident audit trail for PostgreSQL.
+
+Usage: pgtrail COMMAND [flags] [args]
+
+Commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, `
+The database comes from --database-url, else DATABASE_URL, else the libpq PG* variables.
+Exit codes: 0 done (verify: intact), 1 failed or refused (verify: tampering found),
+2 could not run (usage, connection, permission; verify: could not check).
+Run "pgtrail COMMAND --help" for a command's flags.
+`)
+}
+
+// exitError carries an exit code other than exitFailed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return fmt.Sprint(e.err) }
+func (e *exitError) Unwrap() error { return e.err }
+
+// notRun marks err as "could not run" (exit 2).
+func notRun(err error) error { return &exitError{code: exitNotRun, err: err} }
+
+// oneLine flattens multi-line errors (pgx lists every address it tried) into one line; for a
+// failed connection only the last attempt is kept, which carries the server's answer.
+func oneLine(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "\n\t"); i >= 0 && strings.Contains(msg, "failed to connect") {
+		head, _, _ := strings.Cut(msg, "\n")
+		msg = head + " " + msg[i+2:]
+	}
+	return strings.Join(strings.Fields(msg), " ")
+}

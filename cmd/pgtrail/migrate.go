@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	pgsql "github.com/pgtrail/pgtrail/sql"
+)
+
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "migrate", "migrate up|down|version [flags]")
+	var db dbFlags
+	db.register(fs)
+	force := fs.Bool("force-destroy-audit-data", false, "let 'down' drop the audit schema even though it holds audit data")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || (pos[0] != "up" && pos[0] != "down" && pos[0] != "version") {
+		fs.Usage()
+		return notRun(fmt.Errorf("expected one of up, down, version"))
+	}
+	cfg, err := db.config(e)
+	if err != nil {
+		return err
+	}
+	m, err := pgsql.NewMigrator(ctx, cfg, *force)
+	if err != nil {
+		return notRun(err)
+	}
+	defer m.Close()
+
+	switch pos[0] {
+	case "up":
+		err = m.Up(ctx)
+	case "down":
+		err = m.Down(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	v, dirty, err := m.Version()
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"version": v, "dirty": dirty})
+	}
+	switch {
+	case dirty:
+		fmt.Fprintf(e.stdout, "schema version %d (dirty: a migration failed half-way)\n", v)
+	case v == 0:
+		fmt.Fprintln(e.stdout, "schema version 0 (pgtrail is not installed)")
+	default:
+		fmt.Fprintf(e.stdout, "schema version %d\n", v)
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+// Package sql holds pgtrail's database schema as versioned migrations (golang-migrate format),
+// embedded in the binary, and a Migrator that applies them.
+package sql
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
+	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// MigrationsTable is where golang-migrate records the schema version. It is not the default
+// "schema_migrations" so that it never collides with the application's own migrations.
+const MigrationsTable = "pgtrail_schema_migrations"
+
+// ErrHoldsAuditData is returned by Down when the audit trail is not empty and force is false.
+var ErrHoldsAuditData = errors.New("the audit schema holds audit data; refusing to drop it without --force-destroy-audit-data")
+
+// Migrations returns the embedded migration files.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the directory exists
+	}
+	return sub
+}
+
+// Migrator applies pgtrail's migrations to one database.
+type Migrator struct {
+	db *sql.DB
+	m  *migrate.Migrate
+}
+
+// NewMigrator connects to the database. force sets pgtrail.force_destroy_audit_data for the
+// session, which the down migration requires before dropping a non-empty trail.
+func NewMigrator(ctx context.Context, cfg *pgx.ConnConfig, force bool) (*Migrator, error) {
+	cfg = cfg.Copy()
+	if force {
+		cfg.RuntimeParams["pgtrail.force_destroy_audit_data"] = "on"
+	}
+	db := stdlib.OpenDB(*cfg)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	driver, err := migratepgx.WithInstance(db, &migratepgx.Config{MigrationsTable: MigrationsTable})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open migration driver: %w", err)
+	}
+	src, err := iofs.New(Migrations(), ".")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open embedded migrations: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "pgx5", driver)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init migrations: %w", err)
+	}
+	return &Migrator{db: db, m: m}, nil
+}
+
+// Close releases the connection.
+func (m *Migrator) Close() error {
+	srcErr, dbErr := m.m.Close()
+	return errors.Join(srcErr, dbErr)
+}
+
+// Up applies every pending migration. It returns nil when the schema is already current.
+func (m *Migrator) Up(ctx context.Context) error {
+	return m.run(ctx, m.m.Up)
+}
+
+// Down reverts every migration, dropping the audit schema. Without force it refuses (and changes
+// nothing) while the trail holds entries, returning ErrHoldsAuditData.
+func (m *Migrator) Down(ctx context.Context) error {
+	return m.run(ctx, m.m.Down)
+}
+
+// Version reports the applied schema version; 0 means none.
+func (m *Migrator) Version() (version uint, dirty bool, err error) {
+	version, dirty, err = m.m.Version()
+	if errors.Is(err, migrate.ErrNilVersion) {
+		return 0, false, nil
+	}
+	return version, dirty, err
+}
+
+// run applies migrations and, because every migration file is one transaction, clears the dirty
+// flag golang-migrate leaves after a failure: the database is exactly at the previous version.
+func (m *Migrator) run(ctx context.Context, step func() error) error {
+	if err := m.clearDirty(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { m.m.GracefulStop <- true })
+	defer stop()
+	err := step()
+	if errors.Is(err, migrate.ErrNoChange) || err == nil {
+		return nil
+	}
+	if cerr := m.clearDirty(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return plainError(err)
+}
+
+// clearDirty undoes golang-migrate's dirty mark. Every pgtrail migration is one transaction, so a
+// failed one left the database exactly at the previous version: that is the version to record.
+func (m *Migrator) clearDirty() error {
+	v, dirty, err := m.Version()
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if !dirty {
+		return nil
+	}
+	prev := int(v) - 1
+	if prev <= 0 {
+		prev = database.NilVersion
+	}
+	if err := m.m.Force(prev); err != nil {
+		return fmt.Errorf("reset dirty schema version %d: %w", v, err)
+	}
+	return nil
+}
+
+// plainError unwraps golang-migrate's error, which embeds the whole migration text, down to the
+// PostgreSQL error, and maps the down migration's refusal to ErrHoldsAuditData.
+func plainError(err error) error {
+	var dbErr database.Error
+	if !errors.As(err, &dbErr) || dbErr.OrigErr == nil {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(dbErr.OrigErr, &pgErr) {
+		if pgErr.Code == "55006" && strings.Contains(pgErr.Message, "holds audit data") {
+			return ErrHoldsAuditData
+		}
+		return fmt.Errorf("migration failed: %w", pgErr)
+	}
+	return fmt.Errorf("migration failed: %w", dbErr.OrigErr)
+}
