@@ -107,20 +107,31 @@ func (m *Migrator) run(ctx context.Context, step func() error) error {
 	if err := m.clearDirty(); err != nil {
 		return err
 	}
+	before, _, err := m.Version()
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
 	stop := context.AfterFunc(ctx, func() { m.m.GracefulStop <- true })
 	defer stop()
-	err := step()
+	err = step()
 	if errors.Is(err, migrate.ErrNoChange) || err == nil {
 		return nil
 	}
-	if cerr := m.clearDirty(); cerr != nil {
-		err = errors.Join(err, cerr)
+	// Every pgtrail migration is one transaction, so the failed one changed nothing: record the
+	// version the database is really at. (golang-migrate marks the target version dirty, and for a
+	// failed down from version 1 that mark reads as "no version".)
+	v := int(before)
+	if before == 0 {
+		v = database.NilVersion
+	}
+	if ferr := m.m.Force(v); ferr != nil {
+		err = errors.Join(err, fmt.Errorf("reset schema version to %d: %w", before, ferr))
 	}
 	return plainError(err)
 }
 
-// clearDirty undoes golang-migrate's dirty mark. Every pgtrail migration is one transaction, so a
-// failed one left the database exactly at the previous version: that is the version to record.
+// clearDirty undoes a dirty mark left by an older failed run (see run): the database is at the
+// version before the dirty one.
 func (m *Migrator) clearDirty() error {
 	v, dirty, err := m.Version()
 	if err != nil {

@@ -94,13 +94,26 @@ func DB(ctx context.Context, db Querier) (*Report, error) {
 	}
 	rep.HeadHash = fmt.Sprintf("%x", headHash)
 
+	c := newChecker(rep)
+	if err := Each(ctx, db, func(e *pgtrail.Event) error { c.next(e); return nil }); err != nil {
+		return nil, err
+	}
+	c.finish(rep.HeadSeq, headHash)
+	rep.FinishedAt = time.Now()
+	if d := rep.FinishedAt.Sub(rep.StartedAt).Seconds(); d > 0 {
+		rep.EntriesPerS = float64(rep.Entries) / d
+	}
+	return rep, nil
+}
+
+// Each calls fn for every entry of audit.events in chain order, streaming: memory stays flat
+// however long the trail is. The event passed to fn is reused between calls.
+func Each(ctx context.Context, db Querier, fn func(*pgtrail.Event) error) error {
 	rows, err := db.Query(ctx, eventsQuery)
 	if err != nil {
-		return nil, fmt.Errorf("read audit.events: %w", err)
+		return fmt.Errorf("read audit.events: %w", err)
 	}
 	defer rows.Close()
-
-	c := newChecker(rep)
 	var e pgtrail.Event
 	var txid string
 	for rows.Next() {
@@ -109,22 +122,19 @@ func DB(ctx context.Context, db Querier) (*Report, error) {
 			&e.ResourceID, &e.Outcome, &e.ActorID, &e.ActorIP, &e.ActorIPRaw, &e.ActorUserAgent,
 			&e.RequestID, &e.TenantID, &e.DBUser, &e.ApplicationName, &e.ClientAddr, &e.ChangedColumns,
 			&e.BeforeState, &e.AfterState, &e.Details, &e.PrevHash, &e.EntryHash); err != nil {
-			return nil, fmt.Errorf("read audit.events: %w", err)
+			return fmt.Errorf("read audit.events: %w", err)
 		}
 		if e.TxID, err = strconv.ParseUint(txid, 10, 64); err != nil {
-			return nil, fmt.Errorf("read audit.events seq %d: bad txid %q: %w", e.Seq, txid, err)
+			return fmt.Errorf("read audit.events seq %d: bad txid %q: %w", e.Seq, txid, err)
 		}
-		c.next(&e)
+		if err := fn(&e); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read audit.events: %w", err)
+		return fmt.Errorf("read audit.events: %w", err)
 	}
-	c.finish(rep.HeadSeq, headHash)
-	rep.FinishedAt = time.Now()
-	if d := rep.FinishedAt.Sub(rep.StartedAt).Seconds(); d > 0 {
-		rep.EntriesPerS = float64(rep.Entries) / d
-	}
-	return rep, nil
+	return nil
 }
 
 // checker walks entries in seq order and records problems.

@@ -51,7 +51,9 @@ CREATE TABLE audit.pending (
   user_agent       text,
   request_id       text,
   tenant_id        text,
-  db_user          text NOT NULL DEFAULT session_user,
+  -- The effective role: SET ROLE's target when one is set (current_user would be the owner
+  -- inside the SECURITY DEFINER capture functions), else the login role.
+  db_user          text NOT NULL DEFAULT COALESCE(NULLIF(current_setting('role'), 'none'), session_user),
   application_name text,
   client_addr      inet DEFAULT pg_catalog.inet_client_addr(),
   before_state     jsonb,
@@ -158,7 +160,7 @@ BEGIN
     USING ERRCODE = 'insufficient_privilege';
 END $$;
 
--- audit.pending and audit.chain_head may only change inside audit.seal.
+-- audit.pending, audit.chain_head and appends to audit.events: only inside audit.seal.
 CREATE FUNCTION audit.refuse_unless_sealing() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -174,8 +176,14 @@ CREATE TRIGGER guard BEFORE UPDATE OR DELETE ON audit.events
   FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 CREATE TRIGGER guard_truncate BEFORE TRUNCATE ON audit.events
   FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+-- Only the sealer appends. A member of pgtrail_owner could fake the sealing flag; a forged entry
+-- then breaks the chain, which verification reports.
+CREATE TRIGGER guard_insert BEFORE INSERT ON audit.events
+  FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_unless_sealing();
 CREATE TRIGGER guard_truncate BEFORE TRUNCATE ON audit.events_default
   FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+CREATE TRIGGER guard_insert BEFORE INSERT ON audit.events_default
+  FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_unless_sealing();
 -- Statement-level: the sealer deletes thousands of rows per call, one check is enough.
 CREATE TRIGGER guard BEFORE UPDATE OR DELETE ON audit.pending
   FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_unless_sealing();
@@ -206,6 +214,8 @@ BEGIN
     EXECUTE format('CREATE TABLE audit.%I PARTITION OF audit.events FOR VALUES FROM (%L) TO (%L)',
                    name, m::text || ' 00:00:00+00', (m + interval '1 month')::date::text || ' 00:00:00+00');
     EXECUTE format('CREATE TRIGGER guard_truncate BEFORE TRUNCATE ON audit.%I FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change()', name);
+    -- Statement triggers are not inherited: a direct insert into the partition needs its own.
+    EXECUTE format('CREATE TRIGGER guard_insert BEFORE INSERT ON audit.%I FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_unless_sealing()', name);
     EXECUTE format('REVOKE ALL ON audit.%I FROM PUBLIC', name);
     EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON audit.%I FROM pgtrail_owner', name);
     created := created + 1;
@@ -357,7 +367,7 @@ BEGIN
                              user_agent, request_id, tenant_id, application_name,
                              before_state, after_state, details)
   VALUES (CASE TG_OP WHEN 'INSERT' THEN 'CREATE' ELSE TG_OP END,
-          TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, rid, 'SUCCESS',
+          quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), rid, 'SUCCESS',
           current_setting('pgtrail.actor_id', true), current_setting('pgtrail.actor_ip', true),
           current_setting('pgtrail.user_agent', true), current_setting('pgtrail.request_id', true),
           current_setting('pgtrail.tenant_id', true), current_setting('application_name'),
@@ -371,7 +381,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   INSERT INTO audit.pending (action_type, resource_type, outcome, actor_id, actor_ip, user_agent,
                              request_id, tenant_id, application_name, details)
-  VALUES ('TRUNCATE', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'SUCCESS',
+  VALUES ('TRUNCATE', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), 'SUCCESS',
           current_setting('pgtrail.actor_id', true), current_setting('pgtrail.actor_ip', true),
           current_setting('pgtrail.user_agent', true), current_setting('pgtrail.request_id', true),
           current_setting('pgtrail.tenant_id', true), current_setting('application_name'),
@@ -458,6 +468,13 @@ END $$;
 
 RESET ROLE;
 
+-- Schema-qualified, quoted where needed: the resource_type of the table's entries.
+CREATE FUNCTION audit.table_name(t regclass) RETURNS text
+LANGUAGE sql STABLE
+RETURN (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = t);
+
 -- Installs capture triggers on a table (again, if already audited: e.g. to change exclusions).
 -- Runs with the caller's rights: creating a trigger needs the TRIGGER privilege on the table.
 CREATE FUNCTION audit.enable(target regclass, exclude_columns text[] DEFAULT '{}') RETURNS void
@@ -493,7 +510,7 @@ BEGIN
                ORDER BY k.o);
 
   INSERT INTO audit.audited_tables (relid, table_name, pk_columns, exclude_columns)
-  VALUES (target, target::text, pk, COALESCE(exclude_columns, '{}'))
+  VALUES (target, audit.table_name(target), pk, COALESCE(exclude_columns, '{}'))
   ON CONFLICT (relid) DO UPDATE SET table_name = EXCLUDED.table_name, pk_columns = EXCLUDED.pk_columns,
     exclude_columns = EXCLUDED.exclude_columns, enabled_at = now(), enabled_by = session_user;
 
@@ -503,7 +520,7 @@ BEGIN
                  target, pk::text, COALESCE(exclude_columns, '{}')::text);
   EXECUTE format('CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()',
                  target);
-  PERFORM audit.log_event('AUDIT_ENABLE', 'table', target::text, 'SUCCESS',
+  PERFORM audit.log_event('AUDIT_ENABLE', 'table', audit.table_name(target), 'SUCCESS',
                           jsonb_build_object('exclude_columns', COALESCE(exclude_columns, '{}'), 'pk_columns', pk));
 END $$;
 
@@ -514,7 +531,7 @@ BEGIN
   IF NOT EXISTS (SELECT FROM audit.audited_tables WHERE relid = target) THEN
     RAISE EXCEPTION 'audit.disable: % is not audited', target USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  PERFORM audit.log_event('AUDIT_DISABLE', 'table', target::text, 'SUCCESS', NULL);
+  PERFORM audit.log_event('AUDIT_DISABLE', 'table', audit.table_name(target), 'SUCCESS', NULL);
   EXECUTE format('DROP TRIGGER IF EXISTS pgtrail_capture ON %s', target);
   EXECUTE format('DROP TRIGGER IF EXISTS pgtrail_capture_truncate ON %s', target);
   DELETE FROM audit.audited_tables WHERE relid = target;

@@ -1,0 +1,87 @@
+// Package testdb gives tests a fresh database with pgtrail's schema installed, on the shared
+// throwaway cluster of package testcontainers.
+package testdb
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	pgsql "github.com/pgtrail/pgtrail/sql"
+	"github.com/pgtrail/pgtrail/testcontainers"
+)
+
+// New returns a superuser pool and URL for a fresh database with the audit schema migrated up.
+func New(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	url := testcontainers.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	m, err := pgsql.NewMigrator(ctx, cfg, false)
+	if err != nil {
+		t.Fatalf("migrator: %v", err)
+	}
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("migrate up: %v", err)
+	}
+	m.Close()
+	return Pool(t, url), url
+}
+
+// Pool opens a pool on url, closed at cleanup.
+func Pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatalf("pool %s: %v", url, err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Execer is a connection, pool or transaction.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Exec runs sql and fails the test on error.
+func Exec(t testing.TB, db Execer, sql string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// Seal chains everything pending and returns how many entries it sealed. The sealing horizon is
+// cluster-wide, so a transaction of another test's database can hold entries back for a moment:
+// Seal keeps sealing until nothing is pending, for up to 30 seconds.
+func Seal(t testing.TB, db *pgxpool.Pool) int64 {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	var total int64
+	for {
+		var n, pending int64
+		if err := db.QueryRow(ctx, "SELECT audit.seal(), (SELECT count(*) FROM audit.pending)").Scan(&n, &pending); err != nil {
+			t.Fatalf("seal: %v", err)
+		}
+		total += n
+		if n == 0 && pending == 0 {
+			return total
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("seal: %d entries still pending after 30s: a transaction somewhere in the cluster stays open", pending)
+		}
+		if n == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

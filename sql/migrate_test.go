@@ -1,0 +1,125 @@
+package sql_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtrail/pgtrail/internal/testdb"
+	pgsql "github.com/pgtrail/pgtrail/sql"
+	"github.com/pgtrail/pgtrail/testcontainers"
+)
+
+func migrator(t *testing.T, url string, force bool) *pgsql.Migrator {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := pgsql.NewMigrator(context.Background(), cfg, force)
+	if err != nil {
+		t.Fatalf("migrator: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func schemaExists(t *testing.T, url string) bool {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var ok bool
+	if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'audit')`).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// TestMigrator_UpDownUp installs, refuses to destroy audit data without force, destroys it with
+// force, and installs again.
+func TestMigrator_UpDownUp(t *testing.T) {
+	ctx := context.Background()
+	url := testcontainers.Postgres(t)
+	m := migrator(t, url, false)
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("second up must be a no-op: %v", err)
+	}
+	if v, dirty, err := m.Version(); err != nil || v != 1 || dirty {
+		t.Fatalf("version = %d dirty=%v err=%v, want 1", v, dirty, err)
+	}
+	db := testdb.Pool(t, url)
+	testdb.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY); SELECT audit.enable('t'); INSERT INTO t VALUES (1)`)
+	testdb.Seal(t, db)
+
+	// Without force: refused, and the schema and its data survive.
+	if err := m.Down(ctx); !errors.Is(err, pgsql.ErrHoldsAuditData) {
+		t.Fatalf("down without force: err = %v, want ErrHoldsAuditData", err)
+	}
+	if !schemaExists(t, url) {
+		t.Fatal("refused down dropped the schema")
+	}
+	if v, dirty, _ := m.Version(); v != 1 || dirty {
+		t.Fatalf("after refused down: version %d dirty=%v, want 1 clean", v, dirty)
+	}
+
+	mf := migrator(t, url, true)
+	if err := mf.Down(ctx); err != nil {
+		t.Fatalf("down with force: %v", err)
+	}
+	if schemaExists(t, url) {
+		t.Fatal("schema still there after forced down")
+	}
+	var triggers int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass`).Scan(&triggers); err != nil || triggers != 0 {
+		t.Fatalf("capture triggers left on t after down: %d (%v)", triggers, err)
+	}
+	testdb.Exec(t, db, `INSERT INTO t VALUES (2)`) // the application keeps working without pgtrail
+	if err := mf.Up(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	if v, _, _ := mf.Version(); v != 1 {
+		t.Fatalf("version after up again = %d", v)
+	}
+}
+
+// TestMigrator_FailureLeavesNothing runs the migration where it must fail (a non-UTF8 database)
+// and checks that nothing was installed and the version is not left dirty.
+func TestMigrator_FailureLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	url := testcontainers.Postgres(t)
+	admin := testdb.Pool(t, url)
+	testdb.Exec(t, admin, `CREATE DATABASE latin1_db ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`)
+	t.Cleanup(func() { admin.Exec(context.Background(), `DROP DATABASE IF EXISTS latin1_db WITH (FORCE)`) })
+	cfg, _ := pgx.ParseConfig(url)
+	cfg.Database = "latin1_db"
+	m, err := pgsql.NewMigrator(ctx, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	err = m.Up(ctx)
+	if err == nil || !strings.Contains(err.Error(), "needs a UTF8 database") {
+		t.Fatalf("up on LATIN1: err = %v, want a clear encoding error", err)
+	}
+	if v, dirty, err := m.Version(); err != nil || v != 0 || dirty {
+		t.Fatalf("after failed up: version %d dirty=%v err=%v, want 0 clean", v, dirty, err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'audit'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("audit schema half-installed: %d (%v)", n, err)
+	}
+}
