@@ -34,7 +34,7 @@ func runEnable(ctx context.Context, e *env, args []string) error {
 	defer conn.Close(ctx)
 	// The name goes to PostgreSQL as a parameter and is resolved by regclass: no quoting here.
 	var name string
-	if err := conn.QueryRow(ctx, "SELECT audit.enable($1::text::regclass, $2::text[]), $1::text::regclass::text", pos[0], cols).Scan(nil, &name); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT audit.enable($1::text::regclass, $2::text[]), audit.table_name($1::text::regclass)", pos[0], cols).Scan(nil, &name); err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	if *asJSON {
@@ -67,7 +67,7 @@ func runDisable(ctx context.Context, e *env, args []string) error {
 	}
 	defer conn.Close(ctx)
 	var name string
-	if err := conn.QueryRow(ctx, "SELECT audit.disable($1::text::regclass), $1::text::regclass::text", pos[0]).Scan(nil, &name); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT audit.disable($1::text::regclass), audit.table_name($1::text::regclass)", pos[0]).Scan(nil, &name); err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	if *asJSON {
