@@ -78,16 +78,18 @@ func From(ctx context.Context) (Actor, bool) {
 	return a, ok
 }
 
-// The settings the capture triggers and audit.log_event read, in the order of settingValues.
-// set_config takes a parameter for is_local so that one statement text serves every caller.
+// setSettingsSQL sets the settings the capture triggers and audit.log_event read ($1-$5, see
+// settingArgs), transaction-local when $6 is true: one statement text, one cached prepared
+// statement, for every caller.
 const setSettingsSQL = `SELECT set_config('pgtrail.actor_id', $1, $6), set_config('pgtrail.actor_ip', $2, $6),
        set_config('pgtrail.user_agent', $3, $6), set_config('pgtrail.request_id', $4, $6),
        set_config('pgtrail.tenant_id', $5, $6)`
 
-// settingArgs returns the arguments of setSettingsSQL for a.
-func settingArgs(a Actor, local bool) []any {
+// settingArgs returns the values of the five settings for a, in the order of setSettingsSQL's
+// $1 to $5; its $6 is is_local.
+func settingArgs(a Actor) []any {
 	return []any{settingValue(a.ID), settingValue(a.IP), settingValue(a.UserAgent),
-		settingValue(a.RequestID), settingValue(a.TenantID), local}
+		settingValue(a.RequestID), settingValue(a.TenantID)}
 }
 
 // settingValue makes s acceptable to PostgreSQL as text: a NUL byte or invalid UTF-8 (which a

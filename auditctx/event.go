@@ -72,8 +72,7 @@ func logStatement(ctx context.Context, e Event) (string, []any, error) {
 	if !ok {
 		return logEventSQL, args, nil
 	}
-	settings := settingArgs(a, true)
-	return logEventWithActorSQL, append(args, settings[:5]...), nil
+	return logEventWithActorSQL, append(args, settingArgs(a)...), nil
 }
 
 // args validates e and returns the arguments of audit.log_event.

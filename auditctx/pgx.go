@@ -12,7 +12,8 @@ import (
 )
 
 // BatchSender is what BeginTx begins a transaction on: a *pgx.Conn, a *pgxpool.Pool or a
-// *pgxpool.Conn. Not a pgx.Tx: the batch starts with BEGIN.
+// *pgxpool.Conn. Not a pgx.Tx: the batch starts with BEGIN. SendBatch reports errors through the
+// BatchResults it returns, as pgx's implementations do.
 type BatchSender interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
@@ -31,7 +32,7 @@ func BeginTx(ctx context.Context, db BatchSender, opts pgx.TxOptions) (pgx.Tx, e
 	a, _ := From(ctx)
 	b := &pgx.Batch{}
 	b.BeginTx(opts)
-	b.Queue(setSettingsSQL, settingArgs(a, true)...)
+	b.Queue(setSettingsSQL, append(settingArgs(a), true)...)
 	br := db.SendBatch(ctx, b)
 	tx := br.Tx()
 	if err := br.Close(); err != nil {
@@ -76,7 +77,7 @@ const resetTimeout = 5 * time.Second
 // never reaches another's writes. If the settings cannot be applied at acquire, the connection is
 // destroyed and the call fails: no write runs without the context it was given. Connections
 // acquired without an Actor cost nothing extra; with one, a round trip at acquire and one at
-// release.
+// release. A hijacked connection (pgxpool.Conn.Hijack) keeps the Actor it was acquired with.
 //
 // Don't use these hooks behind a transaction-mode pooler (PgBouncer pool_mode=transaction), and
 // don't set pgtrail.* at session level yourself on a pool's connections: the hooks reset only what
@@ -103,7 +104,7 @@ func ConfigurePool(cfg *pgxpool.Config) {
 			return true, nil
 		}
 		dirty.Store(c, struct{}{})
-		if _, err := c.Exec(ctx, setSettingsSQL, settingArgs(a, false)...); err != nil {
+		if _, err := c.Exec(ctx, setSettingsSQL, append(settingArgs(a), false)...); err != nil {
 			// false: the connection's settings are unknown now, so it must not serve anyone.
 			return false, fmt.Errorf("apply audit context: %w", err)
 		}
@@ -120,7 +121,7 @@ func ConfigurePool(cfg *pgxpool.Config) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 		defer cancel()
-		if _, err := c.Exec(ctx, setSettingsSQL, settingArgs(Actor{}, false)...); err != nil {
+		if _, err := c.Exec(ctx, setSettingsSQL, append(settingArgs(Actor{}), false)...); err != nil {
 			return false
 		}
 		dirty.Delete(c)

@@ -7,7 +7,8 @@ import (
 	"fmt"
 )
 
-// SQLBeginner is what BeginSQLTx begins a transaction on: a *sql.DB or a *sql.Conn.
+// SQLBeginner is what BeginSQLTx begins a transaction on: a *sql.DB or a *sql.Conn. BeginTx
+// returns an error when no transaction was begun.
 type SQLBeginner interface {
 	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 }
@@ -27,7 +28,7 @@ func BeginSQLTx(ctx context.Context, db SQLBeginner, opts *sql.TxOptions) (*sql.
 		return nil, fmt.Errorf("begin audited transaction: %w", err)
 	}
 	a, _ := From(ctx)
-	if _, err := tx.ExecContext(ctx, setSettingsSQL, settingArgs(a, true)...); err != nil {
+	if _, err := tx.ExecContext(ctx, setSettingsSQL, append(settingArgs(a), true)...); err != nil {
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			err = errors.Join(err, fmt.Errorf("roll back: %w", rerr))
 		}
