@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgtrail/pgtrail/chain"
 )
 
@@ -46,20 +44,11 @@ func runSeal(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	poolCfg, err := pgxpool.ParseConfig("")
+	pool, err := newPool(ctx, cfg, 1)
 	if err != nil {
 		return notRun(err)
 	}
-	poolCfg.ConnConfig = cfg
-	poolCfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return notRun(fmt.Errorf("connect: %w", err))
-	}
 	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return notRun(fmt.Errorf("connect: %w", err))
-	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil)).With("component", "sealer")
 	var total int64
 	s := &chain.Sealer{DB: pool, Interval: *interval, Batch: *batch, Logger: log,

@@ -266,8 +266,15 @@ BEGIN
   IF max_rows < 1 THEN
     RAISE EXCEPTION 'max_rows must be positive, got %', max_rows;
   END IF;
+  -- Idle: return before locking the head, which would write WAL every call.
+  IF NOT EXISTS (SELECT FROM audit.pending p WHERE p.txid < horizon) THEN
+    RETURN 0;
+  END IF;
   SELECT seq, entry_hash INTO head_seq, h FROM audit.chain_head FOR UPDATE;
   PERFORM set_config('pgtrail.sealing', pg_current_xact_id()::text, true);
+  -- A synchronous commit flushes the WAL before it too: writers' asynchronous commits then reach
+  -- logical replication within a seal interval instead of whenever the WAL writer gets to them.
+  PERFORM set_config('synchronous_commit', 'on', true);
 
   IF to_regclass('audit.events_' || to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) IS NULL THEN
     PERFORM audit.create_partitions();
