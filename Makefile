@@ -34,7 +34,7 @@ test-short: tools
 	$(GO) test -count=1 -short ./...
 
 demo: build
-	$(GO) run ./cmd/pgtrail-demo
+	$(GO) run ./cmd/pgtrail-demo -pgtrail $(PGTRAIL)
 
 clean:
 	rm -rf $(CACHE)

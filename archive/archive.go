@@ -1,0 +1,133 @@
+// Package archive writes sealed audit events to write-once storage: Parquet files partitioned by
+// tenant and day for Athena, and after each batch one signed digest per file, chained to the one
+// before, so that a verifier holding only the public key can prove the archive complete and
+// unaltered.
+//
+// Storage is a Sink: archive/file (a local directory) or archive/s3 (a bucket with Object Lock),
+// opened from a URL by Open. archive/sinktest holds the behaviour every sink must show.
+package archive
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pgtrail/pgtrail/archive/file"
+	"github.com/pgtrail/pgtrail/archive/internal/object"
+	"github.com/pgtrail/pgtrail/archive/s3"
+)
+
+// Sink stores immutable archive objects.
+//
+// Keys are relative paths of '/'-separated components: not empty, no component empty or starting
+// with '.', no backslash or control character, valid UTF-8, at most 900 bytes. Every method
+// rejects other keys with an error. Errors from storage carry the operation and the key
+// ("put events/…: …"); IsRetryable tells outages from errors that a retry cannot fix.
+type Sink interface {
+	// Put stores data under key durably before returning. Objects are immutable: when key already
+	// exists, Put returns nil without writing (a retry after a crash writes the same bytes).
+	Put(ctx context.Context, key string, data []byte) error
+	// Get returns the object's content, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// List returns the keys under prefix (a plain string prefix, as in S3), sorted.
+	List(ctx context.Context, prefix string) ([]string, error)
+}
+
+// ErrNotFound is wrapped by Sink.Get for a missing key. errors.Is(err, fs.ErrNotExist) matches it
+// too.
+var ErrNotFound = object.ErrNotFound
+
+// CheckKey returns an error when key is not a valid Sink key (see Sink).
+func CheckKey(key string) error { return object.CheckKey(key) }
+
+// Options configure the sink Open returns. Only S3 uses them.
+type Options struct {
+	// Endpoint is the base URL of an S3-compatible server (--s3-endpoint); it implies path-style
+	// addressing. Empty means AWS.
+	Endpoint string
+	// Region signs S3 requests; empty means the AWS configuration's region, else us-east-1.
+	Region string
+	// Retention locks every object until now + Retention; 0 sends no lock.
+	Retention time.Duration
+	// LockMode is "COMPLIANCE" (the default when empty) or "GOVERNANCE".
+	LockMode string
+	// SSEKMSKeyID, when set, encrypts objects with this KMS key (aws:kms).
+	SSEKMSKeyID string
+	// AccessKey and SecretKey replace the AWS default credential chain when both are set.
+	AccessKey, SecretKey string
+}
+
+var (
+	_ Sink = (*file.Sink)(nil)
+	_ Sink = (*s3.Sink)(nil)
+)
+
+// Open returns the sink rawURL names: file:///absolute/path or s3://bucket/prefix.
+func Open(ctx context.Context, rawURL string, opts Options) (Sink, error) {
+	u, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "file":
+		s, err := file.New(filepath.FromSlash(u.Path))
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", rawURL, err)
+		}
+		return s, nil
+	default:
+		cfg := s3.Config{Retention: opts.Retention, LockMode: opts.LockMode, SSEKMSKeyID: opts.SSEKMSKeyID}
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("open %s: %w", rawURL, err)
+		}
+		client, err := s3.NewClient(ctx, s3.ClientConfig{Endpoint: opts.Endpoint, Region: opts.Region,
+			AccessKey: opts.AccessKey, SecretKey: opts.SecretKey})
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", rawURL, err)
+		}
+		s, err := s3.New(client, u.Host, u.Path, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", rawURL, err)
+		}
+		return s, nil
+	}
+}
+
+// ParseURL checks that rawURL names a sink Open accepts and returns it parsed: for file, Path is
+// the absolute directory; for s3, Host is the bucket and Path the prefix without slashes around it.
+func ParseURL(rawURL string) (*url.URL, error) {
+	const accepted = "want file:///absolute/path or s3://bucket[/prefix]"
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("archive URL %q: %w (%s)", rawURL, err, accepted)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Opaque != "" {
+		return nil, fmt.Errorf("archive URL %q: unexpected query, fragment, user or opaque part (%s)", rawURL, accepted)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("archive URL %q: file URLs take no host; three slashes before an absolute path (%s)", rawURL, accepted)
+		}
+		if !strings.HasPrefix(u.Path, "/") || u.Path == "/" {
+			return nil, fmt.Errorf("archive URL %q: file path must be absolute and not / (%s)", rawURL, accepted)
+		}
+		u.Host = ""
+	case "s3":
+		if u.Host == "" || u.Port() != "" {
+			return nil, fmt.Errorf("archive URL %q: no bucket, or a port after it; the endpoint goes in --s3-endpoint (%s)", rawURL, accepted)
+		}
+		u.Path = strings.Trim(u.Path, "/")
+		if u.Path != "" {
+			if err := object.CheckKey(u.Path); err != nil {
+				return nil, fmt.Errorf("archive URL %q: prefix: %w", rawURL, err)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("archive URL %q: unsupported scheme %q (%s)", rawURL, u.Scheme, accepted)
+	}
+	return u, nil
+}

@@ -1,0 +1,54 @@
+// Package object holds what every archive sink shares: the rules for object keys and the
+// not-found error. It sits below package archive so that the sinks (archive/file, archive/s3) need
+// not import archive, which imports them to open a sink from a URL.
+package object
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxKeyLen is the longest key accepted, in bytes (S3's limit, less room for a URL prefix).
+const MaxKeyLen = 900
+
+// ErrNotFound reports a missing object. errors.Is also matches it against fs.ErrNotExist.
+var ErrNotFound error = notFound{}
+
+type notFound struct{}
+
+func (notFound) Error() string        { return "object not found" }
+func (notFound) Is(target error) bool { return target == fs.ErrNotExist }
+
+// CheckKey reports whether key is a valid object key: a relative path of '/'-separated
+// components, valid UTF-8, at most MaxKeyLen bytes, with no empty component and no component
+// starting with '.' (which rules out "." and ".." and keeps sinks free to name temporary files
+// ".something"), and no backslash or control character.
+func CheckKey(key string) error {
+	switch {
+	case key == "":
+		return errors.New("invalid key: empty")
+	case len(key) > MaxKeyLen:
+		return fmt.Errorf("invalid key %.40q...: longer than %d bytes", key, MaxKeyLen)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("invalid key %q: not UTF-8", key)
+	case strings.HasPrefix(key, "/"):
+		return fmt.Errorf("invalid key %q: absolute path", key)
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f || r == '\\' {
+			return fmt.Errorf("invalid key %q: control character or backslash", key)
+		}
+	}
+	for c := range strings.SplitSeq(key, "/") {
+		if c == "" {
+			return fmt.Errorf("invalid key %q: empty path component", key)
+		}
+		if c[0] == '.' {
+			return fmt.Errorf("invalid key %q: path component %q starts with '.'", key, c)
+		}
+	}
+	return nil
+}

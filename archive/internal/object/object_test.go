@@ -1,0 +1,49 @@
+package object_test
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/pgtrail/pgtrail/archive/internal/object"
+)
+
+func TestCheckKey(t *testing.T) {
+	tests := []struct {
+		key, wantErr string
+	}{
+		{"events/tenant=a/dt=2024-01-01/1-2.parquet", ""},
+		{"a", ""},
+		{"a.b/c..d/e.", ""},
+		{"unicodé/名前", ""},
+		{"", "empty"},
+		{"/a", "absolute"},
+		{"a//b", "empty path component"},
+		{"a/", "empty path component"},
+		{"..", "starts with '.'"},
+		{"a/../b", "starts with '.'"},
+		{"./a", "starts with '.'"},
+		{"a/.tmp", "starts with '.'"},
+		{`a\b`, "backslash"},
+		{"a\tb", "control character"},
+		{"a\x7fb", "control character"},
+		{"\xff", "not UTF-8"},
+		{strings.Repeat("a", object.MaxKeyLen+1), "longer than"},
+	}
+	for _, tt := range tests {
+		err := object.CheckKey(tt.key)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("CheckKey(%.50q) = %v, want error containing %q", tt.key, err, tt.wantErr)
+		}
+	}
+}
+
+func TestErrNotFound(t *testing.T) {
+	if !errors.Is(object.ErrNotFound, fs.ErrNotExist) {
+		t.Errorf("ErrNotFound does not match fs.ErrNotExist")
+	}
+	if errors.Is(fs.ErrNotExist, object.ErrNotFound) {
+		t.Errorf("fs.ErrNotExist matches ErrNotFound: other not-exist errors must not pass for a missing object")
+	}
+}

@@ -1,0 +1,372 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtrail/pgtrail"
+	"github.com/pgtrail/pgtrail/chain"
+)
+
+// receiver holds one replication session's state.
+type receiver struct {
+	*Stream
+	repl      *pgconn.PgConn
+	target    pglogrepl.LSN // with ExitWhenCaughtUp: stop once this is received and archived
+	relations map[uint32]*pglogrepl.RelationMessage
+	dec       *decoder
+
+	inTx     bool
+	txEvents []pgtrail.Event
+	txBytes  int
+
+	batch        []pgtrail.Event
+	batchBytes   int
+	batchStart   time.Time   // arrival of the batch's first event
+	batchCommits []time.Time // commit times of the batch's transactions
+	batchLSN     pglogrepl.LSN
+
+	acked     pglogrepl.LSN // confirmed to PostgreSQL: everything before it is archived or irrelevant
+	received  pglogrepl.LSN // highest WAL position the server reported having sent
+	lastData  time.Time
+	nextState time.Time
+	nextBeat  time.Time
+	nextSlot  time.Time
+}
+
+func (r *receiver) loop(ctx context.Context) error {
+	now := time.Now()
+	r.lastData, r.nextState, r.nextSlot = now, now.Add(r.cfg.StandbyInterval), now
+	for {
+		if ctx.Err() != nil {
+			return r.shutdown()
+		}
+		done, err := r.tick(ctx)
+		if err != nil || done {
+			return err
+		}
+		rctx, cancel := context.WithDeadline(ctx, r.deadline())
+		msg, err := r.repl.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return r.shutdown()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := r.handle(ctx, msg.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication: %w", pgconn.ErrorResponseToPgError(msg))
+		}
+	}
+}
+
+// deadline is when the loop must wake up even without a message.
+func (r *receiver) deadline() time.Time {
+	d := r.nextState
+	if len(r.batch) > 0 {
+		d = earliest(d, r.batchStart.Add(r.cfg.BatchAge))
+	}
+	if r.cfg.HeartbeatInterval > 0 {
+		beat := r.lastData.Add(r.cfg.HeartbeatInterval)
+		if beat.Before(r.nextBeat) {
+			beat = r.nextBeat
+		}
+		d = earliest(d, beat)
+	}
+	now := time.Now()
+	if r.cfg.ExitWhenCaughtUp {
+		d = earliest(d, now.Add(200*time.Millisecond))
+	}
+	// A deadline already past would return before reading anything: always give the read a chance.
+	if floor := now.Add(5 * time.Millisecond); d.Before(floor) {
+		d = floor
+	}
+	return d
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// tick does the time-driven work: batch age, standby status, heartbeats, slot size, catch-up.
+func (r *receiver) tick(ctx context.Context) (done bool, err error) {
+	now := time.Now()
+	if len(r.batch) > 0 && now.Sub(r.batchStart) >= r.cfg.BatchAge && r.mayFlush() {
+		if err := r.flush(ctx); err != nil {
+			return false, err
+		}
+	}
+	r.updateLag(now)
+	if r.cfg.ExitWhenCaughtUp && !r.inTx && len(r.batch) == 0 && r.received >= r.target {
+		r.log.Info("caught up", "archived_through_seq", r.lastSeq, "lsn", r.acked)
+		return true, r.sendStatus(ctx, false)
+	}
+	if !now.Before(r.nextState) || r.cfg.ExitWhenCaughtUp {
+		// While catching up, ask for a reply so that keepalives report the server's WAL end.
+		if err := r.sendStatus(ctx, r.cfg.ExitWhenCaughtUp); err != nil {
+			return false, err
+		}
+	}
+	if r.cfg.HeartbeatInterval > 0 && now.Sub(r.lastData) >= r.cfg.HeartbeatInterval && !now.Before(r.nextBeat) {
+		r.nextBeat = now.Add(r.cfg.HeartbeatInterval)
+		// Transactional, so it reaches the slot as a commit the daemon can acknowledge.
+		// Committed synchronously: that flushes earlier asynchronous commits too, which logical
+		// decoding cannot see before they are flushed.
+		if _, err := r.pool.Exec(ctx, "SELECT set_config('synchronous_commit', 'on', true), pg_logical_emit_message(true, 'pgtrail', 'heartbeat')"); err != nil {
+			r.m.Errors.WithLabelValues("heartbeat").Inc()
+			r.log.Warn("heartbeat failed", "err", err)
+		}
+	}
+	if !now.Before(r.nextSlot) {
+		r.nextSlot = now.Add(30 * time.Second)
+		r.checkSlot(ctx)
+	}
+	return false, nil
+}
+
+func (r *receiver) updateLag(now time.Time) {
+	if r.received > r.acked {
+		r.m.LagBytes.Set(float64(r.received - r.acked))
+	} else {
+		r.m.LagBytes.Set(0)
+	}
+	if len(r.batchCommits) > 0 {
+		r.m.LagSeconds.Set(now.Sub(r.batchCommits[0]).Seconds())
+	} else {
+		r.m.LagSeconds.Set(0)
+	}
+}
+
+// checkSlot warns when the slot holds back more WAL than configured.
+func (r *receiver) checkSlot(ctx context.Context) {
+	var retained int64
+	err := r.pool.QueryRow(ctx, `SELECT COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
+	                               FROM pg_replication_slots WHERE slot_name = $1`, r.cfg.Slot).Scan(&retained)
+	if err != nil {
+		r.log.Warn("could not read the slot's retained WAL", "err", err)
+		return
+	}
+	r.m.RetainedWAL.Set(float64(retained))
+	if retained > r.cfg.WALWarnBytes {
+		r.log.Warn("replication slot retains much WAL: the archive is falling behind", "retained_bytes", retained, "threshold", r.cfg.WALWarnBytes)
+	}
+}
+
+func (r *receiver) handle(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse keepalive: %w", err)
+		}
+		r.received = max(r.received, pkm.ServerWALEnd)
+		// Nothing is pending: everything the server has sent is archived or was not ours.
+		if !r.inTx && len(r.batch) == 0 && pkm.ServerWALEnd > r.acked {
+			r.acked = pkm.ServerWALEnd
+		}
+		if pkm.ReplyRequested {
+			return r.sendStatus(ctx, false)
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse XLogData: %w", err)
+		}
+		r.lastData = time.Now()
+		r.received = max(r.received, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
+		msg, err := pglogrepl.Parse(xld.WALData)
+		if err != nil {
+			return fmt.Errorf("parse pgoutput message: %w", err)
+		}
+		return r.logical(ctx, msg)
+	}
+	return nil
+}
+
+func (r *receiver) isEvents(relID uint32) (*pglogrepl.RelationMessage, bool) {
+	rel, ok := r.relations[relID]
+	return rel, ok && rel.Namespace == "audit" && rel.RelationName == "events"
+}
+
+func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
+	switch msg := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		r.relations[msg.RelationID] = msg
+	case *pglogrepl.BeginMessage:
+		r.inTx, r.txEvents, r.txBytes = true, r.txEvents[:0], 0
+	case *pglogrepl.InsertMessage:
+		rel, ok := r.isEvents(msg.RelationID)
+		if !ok {
+			return nil
+		}
+		e, size, err := r.dec.decode(rel, msg.Tuple)
+		if err != nil {
+			return &fatalError{fmt.Errorf("decode audit.events row: %w", err)}
+		}
+		r.txEvents = append(r.txEvents, e)
+		r.txBytes += size
+	case *pglogrepl.UpdateMessage:
+		if _, ok := r.isEvents(msg.RelationID); ok {
+			r.recordTampering(ctx, "UPDATE", tupleSeq(r.relations[msg.RelationID], msg.NewTuple))
+		}
+	case *pglogrepl.DeleteMessage:
+		if _, ok := r.isEvents(msg.RelationID); ok {
+			r.recordTampering(ctx, "DELETE", tupleSeq(r.relations[msg.RelationID], msg.OldTuple))
+		}
+	case *pglogrepl.TruncateMessage:
+		for _, id := range msg.RelationIDs {
+			if _, ok := r.isEvents(id); ok {
+				r.recordTampering(ctx, "TRUNCATE", "")
+			}
+		}
+	case *pglogrepl.CommitMessage:
+		return r.commit(ctx, msg)
+	}
+	return nil
+}
+
+// tupleSeq returns the seq column's text of a tuple, if present.
+func tupleSeq(rel *pglogrepl.RelationMessage, t *pglogrepl.TupleData) string {
+	if rel == nil || t == nil {
+		return ""
+	}
+	for i, c := range rel.Columns {
+		if c.Name == "seq" && i < len(t.Columns) {
+			return string(t.Columns[i].Data)
+		}
+	}
+	return ""
+}
+
+// pendingSeq is the last seq archived or waiting in the batch.
+func (r *receiver) pendingSeq() int64 {
+	if len(r.batch) > 0 {
+		return r.batch[len(r.batch)-1].Seq
+	}
+	return r.lastSeq
+}
+
+func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) error {
+	r.inTx = false
+	events := r.txEvents
+	r.log.Debug("commit", "events", len(events), "end_lsn", msg.TransactionEndLSN, "pending_seq", r.pendingSeq())
+	// Entries already archived come again after a reconnect or a backfill: skip them by seq.
+	for len(events) > 0 && events[0].Seq <= r.pendingSeq() {
+		events = events[1:]
+	}
+	if len(events) > 0 {
+		if next := r.pendingSeq() + 1; events[0].Seq > next {
+			// Entries missing from the stream (sealed before the slot existed): read them.
+			if err := chain.Read(ctx, r.pool, next, events[0].Seq-1, func(e *pgtrail.Event) error {
+				r.add(*e, 0)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		for _, e := range events {
+			r.add(e, r.txBytes/len(r.txEvents))
+		}
+		r.batchCommits = append(r.batchCommits, msg.CommitTime)
+	}
+	if len(r.batch) == 0 {
+		// Nothing of this transaction waits for the archive: it can be confirmed now.
+		r.acked = max(r.acked, msg.TransactionEndLSN)
+		return nil
+	}
+	r.batchLSN = msg.TransactionEndLSN
+	if r.mayFlush() && (len(r.batch) >= r.cfg.BatchEvents || r.batchBytes >= r.cfg.BatchBytes || r.cutAt > 0) {
+		return r.flush(ctx)
+	}
+	return nil
+}
+
+func (r *receiver) add(e pgtrail.Event, size int) {
+	if len(r.batch) == 0 {
+		r.batchStart = time.Now()
+	}
+	r.batch = append(r.batch, e)
+	r.batchBytes += size
+}
+
+// mayFlush is false while a batch interrupted by a crash is being rebuilt and has not reached
+// its end yet: it must be cut exactly where it was cut before.
+func (r *receiver) mayFlush() bool {
+	return r.cutAt == 0 || r.pendingSeq() >= r.cutAt
+}
+
+// flush archives the batch (cut at cutAt first, when that falls inside it), then acknowledges
+// the end LSN of its last transaction.
+func (r *receiver) flush(ctx context.Context) error {
+	keepAlive := func() error { return r.sendStatus(ctx, false) }
+	batch := r.batch
+	if r.cutAt > 0 && r.cutAt < batch[len(batch)-1].Seq {
+		k := int(r.cutAt - batch[0].Seq + 1)
+		if err := r.write(ctx, batch[:k], keepAlive); err != nil {
+			return err
+		}
+		batch = batch[k:]
+	}
+	if err := r.write(ctx, batch, keepAlive); err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, c := range r.batchCommits {
+		r.m.CommitToDurable.Observe(now.Sub(c).Seconds())
+	}
+	r.acked = max(r.acked, r.batchLSN)
+	r.m.AckedLSN.Set(float64(r.acked))
+	r.batch, r.batchBytes, r.batchCommits = r.batch[:0], 0, r.batchCommits[:0]
+	return r.sendStatus(ctx, false)
+}
+
+func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: max(r.received, r.acked),
+		WALFlushPosition: r.acked,
+		WALApplyPosition: r.acked,
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	r.nextState = time.Now().Add(r.cfg.StandbyInterval)
+	return nil
+}
+
+// shutdown archives what is complete and acknowledges it, within the shutdown timeout.
+func (r *receiver) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
+	defer cancel()
+	if len(r.batch) > 0 && !r.mayFlush() {
+		r.log.Info("stopping before a batch interrupted by a crash was rebuilt; it stays in the slot", "through_seq", r.cutAt)
+	} else if len(r.batch) > 0 {
+		if err := r.flush(ctx); err != nil {
+			return &fatalError{fmt.Errorf("stop: entries after seq %d not archived within %s (they stay in the slot and are archived at the next start): %w",
+				r.lastSeq, r.cfg.ShutdownTimeout, err)}
+		}
+	} else if err := r.sendStatus(ctx, false); err != nil {
+		r.log.Warn("could not send the final status", "err", err)
+	}
+	r.log.Info("stopped", "archived_through_seq", r.lastSeq, "acknowledged_lsn", r.acked)
+	return nil
+}

@@ -1,0 +1,87 @@
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrNotLogical is returned when the server's wal_level is not logical.
+var ErrNotLogical = errors.New("wal_level is not logical: set wal_level = logical in postgresql.conf and restart PostgreSQL")
+
+// ErrNotInstalled is returned when the database has no pgtrail schema.
+var ErrNotInstalled = errors.New("pgtrail is not installed in this database (run: pgtrail migrate up)")
+
+// prepare checks the server and creates the publication if missing. It does not create the slot:
+// that happens on the replication connection (createSlot), which can export a snapshot.
+func prepare(ctx context.Context, conn *pgx.Conn, publication string) error {
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		return fmt.Errorf("%w (it is %s)", ErrNotLogical, walLevel)
+	}
+	var installed bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('audit.events') IS NOT NULL").Scan(&installed); err != nil {
+		return fmt.Errorf("check schema: %w", err)
+	}
+	if !installed {
+		return ErrNotInstalled
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_publication WHERE pubname = $1)", publication).Scan(&exists); err != nil {
+		return fmt.Errorf("check publication: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	// Updates, deletes and truncates are published too: on an INSERT-only trail they can only be
+	// tampering, and the daemon reports them.
+	_, err := conn.Exec(ctx, fmt.Sprintf(
+		"CREATE PUBLICATION %s FOR TABLE audit.events WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)",
+		pgx.Identifier{publication}.Sanitize()))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created concurrently
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create publication %s: %w", publication, err)
+	}
+	return nil
+}
+
+// errSlotElsewhere: the slot name is taken by another database of the cluster.
+var errSlotElsewhere = errors.New("replication slot in use by another database")
+
+// slotExists reports whether the replication slot exists in this database.
+func slotExists(ctx context.Context, conn *pgx.Conn, slot string) (bool, error) {
+	var db string
+	err := conn.QueryRow(ctx, "SELECT database FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&db)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check slot %s: %w", slot, err)
+	}
+	if db != conn.Config().Database {
+		return false, fmt.Errorf("%w: slot %s belongs to database %s, not %s: choose another --slot", errSlotElsewhere, slot, db, conn.Config().Database)
+	}
+	return true, nil
+}
+
+// createSlot creates the permanent pgoutput slot and returns the name of the snapshot it exports,
+// valid until the next command on repl: entries sealed before the slot's consistent point are
+// read through it.
+func createSlot(ctx context.Context, repl *pgconn.PgConn, slot string) (snapshot string, err error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
+	if err != nil {
+		return "", fmt.Errorf("create replication slot %s: %w", slot, err)
+	}
+	return res.SnapshotName, nil
+}

@@ -1,0 +1,398 @@
+package cdc_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pgtrail/pgtrail"
+	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/cdc"
+	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/testdb"
+	"github.com/pgtrail/pgtrail/testcontainers"
+)
+
+// fixture is a database with an audited table, a sink and a running stream.
+type fixture struct {
+	db      *pgxpool.Pool
+	url     string
+	sink    archive.Sink
+	metrics *cdc.Metrics
+	cancel  context.CancelFunc
+	done    chan error
+	sealer  *chain.Sealer
+}
+
+func fileSink(t *testing.T) archive.Sink {
+	sink, err := archive.Open(context.Background(), "file://"+t.TempDir(), archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sink
+}
+
+func s3Sink(t *testing.T, srv *testcontainers.S3Server) archive.Sink {
+	bucket := testcontainers.S3Bucket(t, srv)
+	sink, err := archive.Open(context.Background(), "s3://"+bucket+"/trail", archive.Options{
+		Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Retention: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sink
+}
+
+func setup(t *testing.T, sink archive.Sink) *fixture {
+	t.Helper()
+	db, url := testdb.New(t)
+	testdb.Exec(t, db, `CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric); SELECT audit.enable('accounts')`)
+	return &fixture{db: db, url: url, sink: sink}
+}
+
+func (f *fixture) config(t *testing.T) cdc.Config {
+	cfg, err := pgx.ParseConfig(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.metrics = cdc.NewMetrics(nil)
+	return cdc.Config{ConnConfig: cfg, BatchEvents: 200, BatchAge: 50 * time.Millisecond,
+		StandbyInterval: time.Second, HeartbeatInterval: 200 * time.Millisecond, ShutdownTimeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(testLog(), &slog.HandlerOptions{Level: slog.LevelDebug})), Metrics: f.metrics}
+}
+
+// start runs a stream and a sealer in the background.
+func (f *fixture) start(t *testing.T, cfg cdc.Config) {
+	t.Helper()
+	s, err := cdc.New(cfg, &archive.Writer{Sink: f.sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel, f.done = cancel, make(chan error, 1)
+	go func() { f.done <- s.Run(ctx) }()
+	f.sealer = &chain.Sealer{DB: f.db, Interval: 20 * time.Millisecond, Logger: cfg.Logger}
+	f.sealer.Start(ctx)
+	t.Cleanup(f.stop)
+}
+
+// stop cancels the stream and returns Run's result (nil when already stopped).
+func (f *fixture) stop() {
+	if f.cancel == nil {
+		return
+	}
+	f.cancel()
+	f.sealer.Stop()
+	f.cancel = nil
+}
+
+func (f *fixture) wait(t *testing.T) error {
+	t.Helper()
+	f.stop()
+	select {
+	case err := <-f.done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("stream did not stop within 30s of cancel")
+		return nil
+	}
+}
+
+// write runs n transactions on writers goroutines, each inserting one account and updating it.
+func write(t *testing.T, db *pgxpool.Pool, from, n, writers int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := from + w; i < from+n; i += writers {
+				_, err := db.Exec(context.Background(), `BEGIN;
+					SELECT set_config('pgtrail.actor_id', 'writer`+fmt.Sprint(w)+`', true);
+					INSERT INTO accounts VALUES (`+fmt.Sprint(i)+`, 'o', 1);
+					UPDATE accounts SET balance = 2 WHERE id = `+fmt.Sprint(i)+`; COMMIT`)
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// readArchive returns every archived event sorted by seq, failing on duplicates.
+func readArchive(t *testing.T, sink archive.Sink) []pgtrail.Event {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := sink.List(ctx, "events/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySeq := map[int64]pgtrail.Event{}
+	var maxSeq int64
+	for _, k := range keys {
+		data, err := sink.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := archive.DecodeParquet(data)
+		if err != nil {
+			t.Fatalf("decode %s: %v", k, err)
+		}
+		for _, e := range evs {
+			if _, dup := bySeq[e.Seq]; dup {
+				t.Errorf("seq %d archived twice (again in %s)", e.Seq, k)
+			}
+			bySeq[e.Seq] = e
+			maxSeq = max(maxSeq, e.Seq)
+		}
+	}
+	out := make([]pgtrail.Event, 0, len(bySeq))
+	for s := int64(1); s <= maxSeq; s++ {
+		e, ok := bySeq[s]
+		if !ok {
+			t.Errorf("seq %d missing from the archive (max %d)", s, maxSeq)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// dbEvents returns every sealed event of the database.
+func dbEvents(t *testing.T, db *pgxpool.Pool) []pgtrail.Event {
+	t.Helper()
+	var out []pgtrail.Event
+	err := chain.Read(context.Background(), db, 1, 1<<62, func(e *pgtrail.Event) error {
+		out = append(out, *e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitArchived waits until the archive holds every sealed entry (everything pending sealed first).
+func waitArchived(t *testing.T, f *fixture, timeout time.Duration) {
+	t.Helper()
+	testdb.Seal(t, f.db)
+	var head int64
+	if err := f.db.QueryRow(context.Background(), "SELECT seq FROM audit.chain_head").Scan(&head); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := (&archive.Writer{Sink: f.sink}).Resume(context.Background())
+		if err == nil && st.LastSeq >= head {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archive reached seq %d of %d within %s (err %v)", st.LastSeq, head, timeout, err)
+		}
+		select {
+		case runErr := <-f.done:
+			t.Fatalf("stream stopped on its own at seq %d of %d: %v", st.LastSeq, head, runErr)
+		default:
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sameEvents compares archive and database entry by entry, every field.
+func sameEvents(t *testing.T, got, want []pgtrail.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("archive holds %d entries, database %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.OccurredAt.Equal(w.OccurredAt) {
+			t.Fatalf("seq %d: occurred_at %s in archive, %s in database", w.Seq, g.OccurredAt, w.OccurredAt)
+		}
+		g.OccurredAt = w.OccurredAt
+		if len(g.ChangedColumns) == 0 && len(w.ChangedColumns) == 0 {
+			g.ChangedColumns = w.ChangedColumns
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("seq %d differs:\narchive  %+v\ndatabase %+v", w.Seq, g, w)
+		}
+		var sum [32]byte
+		sum, _ = g.Hash(nil)
+		if !bytes.Equal(sum[:], g.EntryHash) {
+			t.Fatalf("seq %d: archived entry does not hash to its entry_hash", g.Seq)
+		}
+	}
+}
+
+// TestStream_EndToEnd writes under concurrency while streaming, into each sink, and reads the
+// archive back: every entry once, in chain order, every field as in the database.
+func TestStream_EndToEnd(t *testing.T) {
+	sinks := []struct {
+		name string
+		sink func(t *testing.T) archive.Sink
+	}{
+		{"File", fileSink},
+		{"S3", func(t *testing.T) archive.Sink { return s3Sink(t, testcontainers.S3(t)) }},
+	}
+	for _, s := range sinks {
+		t.Run(s.name, func(t *testing.T) {
+			f := setup(t, s.sink(t))
+			// Entries sealed before the stream first starts are backfilled from the table.
+			write(t, f.db, 0, 50, 2)
+			testdb.Seal(t, f.db)
+			f.start(t, f.config(t))
+			write(t, f.db, 50, 600, 8)
+			waitArchived(t, f, 60*time.Second)
+			if err := f.wait(t); err != nil {
+				t.Fatalf("Run after cancel: %v", err)
+			}
+			got, want := readArchive(t, f.sink), dbEvents(t, f.db)
+			if len(want) < 1300 {
+				t.Fatalf("only %d entries written", len(want))
+			}
+			sameEvents(t, got, want)
+			var lag int64
+			if err := f.db.QueryRow(context.Background(), `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
+				FROM pg_replication_slots WHERE slot_name = 'pgtrail'`).Scan(&lag); err != nil {
+				t.Fatal(err)
+			}
+			if testutil.ToFloat64(f.metrics.Events) == 0 {
+				t.Error("events metric did not move")
+			}
+			t.Logf("slot confirmed position %d bytes behind the WAL end after stop", lag)
+		})
+	}
+}
+
+// TestStream_IdleHeartbeat checks that an idle database's slot keeps moving: heartbeats are
+// acknowledged, so the slot's confirmed position follows the WAL end.
+func TestStream_IdleHeartbeat(t *testing.T) {
+	f := setup(t, fileSink(t))
+	f.start(t, f.config(t))
+	write(t, f.db, 0, 5, 1)
+	waitArchived(t, f, 30*time.Second)
+	var before, after string
+	q := `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'pgtrail'`
+	if err := f.db.QueryRow(context.Background(), q).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for after <= before && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		if err := f.db.QueryRow(context.Background(), q).Scan(&after); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after == before {
+		t.Fatalf("idle slot did not advance from %s in 20s", before)
+	}
+}
+
+// TestStream_Tampering updates and deletes audit.events as a superuser with triggers disabled:
+// the daemon must count it, record a TAMPERING event, and keep archiving.
+func TestStream_Tampering(t *testing.T) {
+	f := setup(t, fileSink(t))
+	f.start(t, f.config(t))
+	write(t, f.db, 0, 5, 1)
+	waitArchived(t, f, 30*time.Second)
+	testdb.Exec(t, f.db, `BEGIN; SET LOCAL session_replication_role = replica;
+		UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 3; DELETE FROM audit.events WHERE seq = 4; COMMIT`)
+	deadline := time.Now().Add(20 * time.Second)
+	for testutil.ToFloat64(f.metrics.Tampering) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(f.metrics.Tampering); n != 2 {
+		t.Fatalf("tampering metric = %v, want 2", n)
+	}
+	write(t, f.db, 100, 3, 1)
+	waitArchived(t, f, 30*time.Second)
+	var recorded int
+	if err := f.db.QueryRow(context.Background(), `SELECT count(*) FROM audit.events WHERE action_type = 'TAMPERING'`).Scan(&recorded); err != nil || recorded != 2 {
+		t.Fatalf("TAMPERING events recorded: %d (%v), want 2", recorded, err)
+	}
+	archived := readArchive(t, f.sink)
+	if archived[2].ActorID == "mallory" {
+		t.Error("the archive took the tampered value: it must keep what was streamed at insert time")
+	}
+	if n := countAction(archived, "TAMPERING"); n != 2 {
+		t.Errorf("%d TAMPERING events archived, want 2", n)
+	}
+}
+
+func countAction(evs []pgtrail.Event, action string) int {
+	n := 0
+	for _, e := range evs {
+		if e.ActionType == action {
+			n++
+		}
+	}
+	return n
+}
+
+// testLog is where stream logs go: nowhere, unless PGTRAIL_TEST_LOG is set.
+func testLog() io.Writer {
+	if os.Getenv("PGTRAIL_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+// TestStream_S3Outage stops the S3 server while writes go on, then starts it again: the stream
+// must retry on its own, lose nothing and duplicate nothing.
+func TestStream_S3Outage(t *testing.T) {
+	srv := testcontainers.S3(t)
+	f := setup(t, s3Sink(t, srv))
+	f.start(t, f.config(t))
+	write(t, f.db, 0, 100, 4)
+	waitArchived(t, f, 30*time.Second)
+
+	srv.Stop(t)
+	write(t, f.db, 100, 200, 4) // the database keeps working; the slot holds the WAL
+	testdb.Seal(t, f.db)
+	time.Sleep(time.Second) // let the stream fail a few uploads
+	if n := testutil.ToFloat64(f.metrics.Errors.WithLabelValues("archive")); n == 0 {
+		t.Error("no archive error counted during the outage")
+	}
+	srv.Start(t)
+	waitArchived(t, f, 60*time.Second)
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, readArchive(t, f.sink), dbEvents(t, f.db))
+}
+
+// TestStream_PostgresRestart restarts PostgreSQL under the stream: it must reconnect, resume from
+// the slot and archive what was written after the restart.
+func TestStream_PostgresRestart(t *testing.T) {
+	f := setup(t, fileSink(t))
+	f.start(t, f.config(t))
+	write(t, f.db, 0, 100, 4)
+	waitArchived(t, f, 30*time.Second)
+
+	testcontainers.PostgresCluster(t).Restart(t)
+	f.db.Reset() // drop the pool's dead connections
+	write(t, f.db, 100, 200, 4)
+	waitArchived(t, f, 60*time.Second)
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, readArchive(t, f.sink), dbEvents(t, f.db))
+}

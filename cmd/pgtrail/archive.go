@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/pgtrail/pgtrail/archive"
+	s3sink "github.com/pgtrail/pgtrail/archive/s3"
+)
+
+func runArchive(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "init" {
+		return runArchiveInit(ctx, e, args[1:])
+	}
+	fmt.Fprint(e.stderr, "Usage: pgtrail archive init s3://bucket/prefix [flags]\n\n"+
+		"  init  create (or check) an S3 bucket with Object Lock, default retention and lifecycle rules\n")
+	if len(args) == 0 {
+		return notRun(errors.New("expected: archive init s3://bucket/prefix"))
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		return nil
+	}
+	return notRun(fmt.Errorf("unknown archive command %q (want: init)", args[0]))
+}
+
+// initReport is what "pgtrail archive init --json" prints.
+type initReport struct {
+	URL string `json:"url"`
+	*s3sink.InitResult
+}
+
+func runArchiveInit(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "archive init", "archive init s3://bucket/prefix [--s3-endpoint URL] [--region R] [--retention 7y] [--lock-mode COMPLIANCE|GOVERNANCE] [--glacier-after 90d] [--json]")
+	endpoint := fs.String("s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
+	region := fs.String("region", "", "region of the bucket (default: from the AWS configuration, else us-east-1)")
+	retentionFlag := fs.String("retention", "7y", "default Object Lock retention, and the age at which lifecycle expires objects (y = 366 days)")
+	lockMode := fs.String("lock-mode", s3sink.LockCompliance, "Object Lock mode: COMPLIANCE (nobody can delete early) or GOVERNANCE")
+	glacierFlag := fs.String("glacier-after", "90d", "move objects to S3 Glacier at this age; 0 never")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return notRun(errors.New("expected: archive init s3://bucket/prefix"))
+	}
+	u, err := archive.ParseURL(pos[0])
+	if err != nil {
+		return notRun(err)
+	}
+	if u.Scheme != "s3" {
+		return notRun(fmt.Errorf("archive init sets up S3 buckets; %s needs no setup", pos[0]))
+	}
+	retention, err := archive.ParseRetention(*retentionFlag)
+	if err != nil {
+		return notRun(fmt.Errorf("--retention: %w", err))
+	}
+	if retention < archive.Day {
+		return notRun(fmt.Errorf("--retention %s: at least one day (S3 default retention counts whole days)", *retentionFlag))
+	}
+	lock := s3sink.Config{LockMode: *lockMode}
+	if err := lock.Validate(); err != nil {
+		return notRun(fmt.Errorf("--lock-mode: %w", err))
+	}
+	glacier, err := archive.ParseRetention(*glacierFlag)
+	if err != nil {
+		return notRun(fmt.Errorf("--glacier-after: %w", err))
+	}
+	if glacier >= retention {
+		return notRun(fmt.Errorf("--glacier-after %s must be shorter than --retention %s", *glacierFlag, *retentionFlag))
+	}
+
+	client, err := s3sink.NewClient(ctx, s3sink.ClientConfig{Endpoint: *endpoint, Region: *region})
+	if err != nil {
+		return notRun(err)
+	}
+	res, err := s3sink.InitBucket(ctx, client, u.Host, u.Path, s3sink.InitConfig{Region: client.Options().Region,
+		Retention: retention, LockMode: lock.LockMode, GlacierAfter: glacier})
+	if err != nil {
+		if archive.IsRetryable(err) || s3sink.IsAuthError(err) {
+			return notRun(err)
+		}
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(e.stderr, "pgtrail archive init: warning: %s\n", w)
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(initReport{URL: pos[0], InitResult: res})
+	}
+	printInit(e, pos[0], res, *endpoint, *retentionFlag)
+	return nil
+}
+
+func printInit(e *env, url string, res *s3sink.InitResult, endpoint, retention string) {
+	state := "exists, Object Lock enabled"
+	if res.Created {
+		state = "created with Object Lock"
+	}
+	fmt.Fprintf(e.stdout, "bucket %s: %s\n", res.Bucket, state)
+	fmt.Fprintf(e.stdout, "default retention: %s, %d days\n", res.LockMode, res.RetentionDays)
+	scope := "the whole bucket"
+	if res.Prefix != "" {
+		scope = res.Prefix + "/"
+	}
+	transition := "no Glacier transition"
+	if res.GlacierDays > 0 {
+		transition = fmt.Sprintf("to Glacier after %d days", res.GlacierDays)
+	}
+	if res.Lifecycle {
+		fmt.Fprintf(e.stdout, "lifecycle for %s: %s, expire after %d days\n", scope, transition, res.ExpireDays)
+	} else {
+		fmt.Fprintf(e.stdout, "lifecycle for %s: NOT applied (see warning)\n", scope)
+	}
+	flags := ""
+	if endpoint != "" {
+		flags = " --s3-endpoint " + endpoint
+	}
+	fmt.Fprintf(e.stdout, "ready: pgtrail stream --archive %s --retention %s%s\n", url, retention, flags)
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/cdc"
+	"github.com/pgtrail/pgtrail/chain"
+)
+
+// archiveFlags are the flags that open an archive sink.
+type archiveFlags struct {
+	url, endpoint, region, retention, lockMode, kmsKey string
+}
+
+func (a *archiveFlags) register(fsFlags interface {
+	StringVar(p *string, name, value, usage string)
+}, defaultURL string) {
+	fsFlags.StringVar(&a.url, "archive", defaultURL, "archive URL: file:///dir or s3://bucket/prefix")
+	fsFlags.StringVar(&a.endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
+	fsFlags.StringVar(&a.region, "region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
+	fsFlags.StringVar(&a.retention, "retention", "7y", "Object Lock retention of every archived object (e.g. 7y, 400d); 0 for none")
+	fsFlags.StringVar(&a.lockMode, "lock-mode", "COMPLIANCE", "Object Lock mode: COMPLIANCE or GOVERNANCE")
+	fsFlags.StringVar(&a.kmsKey, "sse-kms-key", "", "encrypt objects with this KMS key id (SSE-KMS)")
+}
+
+func (a *archiveFlags) open(ctx context.Context) (archive.Sink, error) {
+	retention, err := archive.ParseRetention(a.retention)
+	if err != nil {
+		return nil, notRun(fmt.Errorf("--retention: %w", err))
+	}
+	url := a.url
+	if rest, ok := cutPrefix(url, "file://"); ok && !filepath.IsAbs(rest) {
+		// Accept file://relative/dir for convenience: resolve it against the working directory.
+		abs, err := filepath.Abs(rest)
+		if err != nil {
+			return nil, notRun(err)
+		}
+		url = "file://" + abs
+	}
+	sink, err := archive.Open(ctx, url, archive.Options{Endpoint: a.endpoint, Region: a.region,
+		Retention: retention, LockMode: a.lockMode, SSEKMSKeyID: a.kmsKey})
+	if err != nil {
+		return nil, notRun(err)
+	}
+	return sink, nil
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+func runStream(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "stream", "stream [--archive URL] [flags]")
+	var db dbFlags
+	db.register(fs)
+	var af archiveFlags
+	af.register(fs, "file://pgtrail-archive")
+	signingKey := fs.String("signing-key", "", "ed25519 private key file signing the digests (make one with pgtrail keygen); unsigned digests without it")
+	slot := fs.String("slot", cdc.DefaultSlot, "replication slot name")
+	publication := fs.String("publication", cdc.DefaultPublication, "publication name")
+	batchEvents := fs.Int("batch-events", cdc.DefaultBatchEvents, "archive a batch at this many events")
+	batchBytes := fs.Int("batch-bytes", cdc.DefaultBatchBytes, "archive a batch at this many bytes of row data")
+	batchAge := fs.Duration("batch-age", cdc.DefaultBatchAge, "archive a batch when its oldest event has waited this long")
+	sealInterval := fs.Duration("seal-interval", chain.DefaultInterval, "run the sealer at this interval in this process; 0 leaves sealing to another process")
+	heartbeat := fs.Duration("heartbeat", cdc.DefaultHeartbeatInterval, "write a heartbeat when the database has been idle this long, so the slot does not pin WAL; 0 disables")
+	walWarn := fs.Int64("wal-warn-bytes", cdc.DefaultWALWarnBytes, "warn when the slot retains more WAL than this")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. :9187)")
+	shutdown := fs.Duration("shutdown-timeout", cdc.DefaultShutdownTimeout, "on SIGTERM/SIGINT, time allowed to archive what is buffered")
+	caughtUp := fs.Bool("exit-when-caught-up", false, "exit 0 once everything written before the start is archived")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	verbose := fs.Bool("v", false, "log every batch")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	var handler slog.Handler = slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	if *logFormat == "json" {
+		handler = slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	} else if *logFormat != "text" {
+		return notRun(fmt.Errorf("--log-format must be text or json"))
+	}
+	log := slog.New(handler).With("component", "stream")
+
+	cfg, err := db.config(e)
+	if err != nil {
+		return err
+	}
+	sink, err := af.open(ctx)
+	if err != nil {
+		return err
+	}
+	var key ed25519.PrivateKey
+	if *signingKey != "" {
+		if key, err = archive.LoadPrivateKey(*signingKey); err != nil {
+			return notRun(fmt.Errorf("--signing-key: %w", err))
+		}
+	} else {
+		log.Warn("no --signing-key: digests are written unsigned")
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := cdc.NewMetrics(reg)
+	if *metricsAddr != "" {
+		stop, err := serveMetrics(*metricsAddr, reg, log)
+		if err != nil {
+			return notRun(err)
+		}
+		defer stop()
+	}
+
+	stream, err := cdc.New(cdc.Config{
+		ConnConfig: cfg, Slot: *slot, Publication: *publication,
+		BatchEvents: *batchEvents, BatchBytes: *batchBytes, BatchAge: *batchAge,
+		HeartbeatInterval: *heartbeat, WALWarnBytes: *walWarn, ShutdownTimeout: *shutdown,
+		ExitWhenCaughtUp: *caughtUp, Logger: log, Metrics: metrics,
+	}, &archive.Writer{Sink: sink, Key: key})
+	if err != nil {
+		return notRun(err)
+	}
+
+	if *sealInterval > 0 {
+		pool, err := newPool(ctx, cfg, 1)
+		if err != nil {
+			return notRun(err)
+		}
+		defer pool.Close()
+		if *caughtUp {
+			// Seal what is ready first, so "caught up" covers it.
+			if _, err := chain.SealOnce(ctx, pool, chain.DefaultBatch); err != nil {
+				return notRun(err)
+			}
+		}
+		s := &chain.Sealer{DB: pool, Interval: *sealInterval, Logger: log.With("component", "sealer")}
+		s.Start(ctx)
+		defer s.Stop()
+	}
+	if err := stream.Run(ctx); err != nil {
+		if errors.Is(err, cdc.ErrNotLogical) || errors.Is(err, cdc.ErrNotInstalled) {
+			return notRun(err)
+		}
+		return err
+	}
+	return nil
+}
+
+// serveMetrics serves /metrics until the returned stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgtrail/pgtrail"
+	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/testdb"
+	"github.com/pgtrail/pgtrail/testcontainers"
+)
+
+// buildBinary builds pgtrail once per test binary.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "pgtrail-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "pgtrail")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v: %s", err, out)
+	}
+	return bin, nil
+})
+
+func binary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestStream_KilledRepeatedly SIGKILLs the stream daemon at random moments, many times, while
+// writes go on, then lets it catch up. What must survive: every sealed entry exactly once in
+// the archive (no loss, no duplicate), a digest for every data file, the chain intact.
+func TestStream_KilledRepeatedly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the daemon many times; skipped with -short")
+	}
+	srv := testcontainers.S3(t)
+	bucket := testcontainers.S3Bucket(t, srv)
+	db, url := testdb.New(t)
+	testdb.Exec(t, db, `CREATE TABLE accounts (id int PRIMARY KEY, balance int); SELECT audit.enable('accounts')`)
+	archiveURL := "s3://" + bucket + "/killed"
+	env := append(os.Environ(), "DATABASE_URL="+url, "AWS_ACCESS_KEY_ID="+srv.AccessKey,
+		"AWS_SECRET_ACCESS_KEY="+srv.SecretKey, "AWS_REGION="+srv.Region)
+	args := []string{"stream", "--archive", archiveURL, "--s3-endpoint", srv.Endpoint, "--retention", "3s",
+		"--batch-events", "40", "--batch-age", "30ms", "--seal-interval", "20ms", "--heartbeat", "200ms"}
+
+	ctx, stopWrites := context.WithCancel(context.Background())
+	var written atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; ctx.Err() == nil; i += 4 {
+				if _, err := db.Exec(ctx, `INSERT INTO accounts VALUES ($1, 0)`, i); err == nil {
+					written.Add(1)
+				}
+				if _, err := db.Exec(ctx, `UPDATE accounts SET balance = 1 WHERE id = $1`, i); err == nil {
+					written.Add(1)
+				}
+			}
+		}(w)
+	}
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	const kills = 12
+	for k := 0; k < kills; k++ {
+		cmd := exec.Command(binary(t), args...)
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if strings.Contains(stderr.String(), "level=ERROR") {
+			t.Logf("run %d logged errors:\n%s", k, stderr.String())
+		}
+	}
+	stopWrites()
+	wg.Wait()
+
+	// A last run drains everything and exits by itself.
+	cmd := exec.Command(binary(t), append(args, "--exit-when-caught-up")...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("final catch-up run: %v\n%s", err, out)
+	}
+	testdb.Seal(t, db)
+
+	sink, err := archive.Open(context.Background(), archiveURL, archive.Options{Endpoint: srv.Endpoint,
+		Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []pgtrail.Event
+	if err := chain.Read(context.Background(), db, 1, 1<<62, func(e *pgtrail.Event) error {
+		want = append(want, *e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := archivedEvents(t, sink)
+	if len(got) != len(want) {
+		t.Fatalf("archive holds %d entries, database %d (%d writes)", len(got), len(want), written.Load())
+	}
+	for i := range want {
+		if got[i].Seq != want[i].Seq || !bytes.Equal(got[i].EntryHash, want[i].EntryHash) {
+			t.Fatalf("entry %d: archive seq %d hash %x, database seq %d hash %x", i, got[i].Seq, got[i].EntryHash, want[i].Seq, want[i].EntryHash)
+		}
+	}
+	st, err := (&archive.Writer{Sink: sink}).Resume(context.Background())
+	if err != nil || st.PartialBatchLast != 0 || st.LastSeq != int64(len(want)) {
+		t.Fatalf("archive state after catch-up: %+v, %v; want complete through seq %d", st, err, len(want))
+	}
+	if len(want) < 200 {
+		t.Fatalf("only %d entries: the test exercised too little", len(want))
+	}
+	t.Logf("%d kills, %d entries archived exactly once", kills, len(want))
+}
+
+// archivedEvents reads every data file, failing on any seq archived twice.
+func archivedEvents(t *testing.T, sink archive.Sink) []pgtrail.Event {
+	t.Helper()
+	keys, err := sink.List(context.Background(), "events/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]pgtrail.Event{}
+	var maxSeq int64
+	for _, k := range keys {
+		data, err := sink.Get(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := archive.DecodeParquet(data)
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		for _, e := range evs {
+			if _, dup := seen[e.Seq]; dup {
+				t.Errorf("seq %d archived twice (again in %s)", e.Seq, k)
+			}
+			seen[e.Seq] = e
+			maxSeq = max(maxSeq, e.Seq)
+		}
+	}
+	out := make([]pgtrail.Event, 0, len(seen))
+	for s := int64(1); s <= maxSeq; s++ {
+		e, ok := seen[s]
+		if !ok {
+			t.Fatalf("seq %d missing from the archive", s)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// TestStream_BadSetup tries the mistakes a user makes at the first start: each must end with a
+// clear error and a non-zero exit, and must not create anything in the database.
+func TestStream_BadSetup(t *testing.T) {
+	srv := testcontainers.S3(t)
+	bucket := testcontainers.S3Bucket(t, srv)
+	url := testcontainers.Postgres(t)
+	if code, _, errOut := runCLI(t, map[string]string{"DATABASE_URL": url}, "migrate", "up"); code != 0 {
+		t.Fatal(errOut)
+	}
+	replica := testcontainers.StartPostgres(t, map[string]string{"wal_level": "replica"})
+	s3args := []string{"--s3-endpoint", srv.Endpoint, "--region", srv.Region}
+	cases := []struct {
+		name string
+		vars map[string]string
+		args []string
+		msg  string
+	}{
+		{"UnknownScheme", map[string]string{"DATABASE_URL": url}, []string{"--archive", "ftp://host/x"}, "ftp"},
+		{"MalformedRetention", map[string]string{"DATABASE_URL": url}, []string{"--retention", "forever"}, "--retention"},
+		{"BadCredentials", map[string]string{"DATABASE_URL": url, "AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": "wrong"},
+			append([]string{"--archive", "s3://" + bucket + "/p"}, s3args...), "SignatureDoesNotMatch"},
+		{"MissingBucket", map[string]string{"DATABASE_URL": url, "AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": srv.SecretKey},
+			append([]string{"--archive", "s3://no-such-bucket-pgtrail/p"}, s3args...), "NoSuchBucket"},
+		{"WalLevelReplica", map[string]string{"DATABASE_URL": replica.URL("postgres")}, []string{"--archive", "file://" + t.TempDir()}, "wal_level is not logical"},
+		{"NotInstalled", map[string]string{"DATABASE_URL": testcontainers.Postgres(t)}, []string{"--archive", "file://" + t.TempDir()}, "not installed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.vars {
+				if strings.HasPrefix(k, "AWS_") {
+					t.Setenv(k, v) // the AWS SDK reads its credentials from the process environment
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var out, errb bytes.Buffer
+			e := &env{stdout: &out, stderr: &errb, getenv: func(k string) string { return c.vars[k] }}
+			code := run(ctx, e, append([]string{"stream"}, c.args...))
+			if code == 0 || !strings.Contains(errb.String(), c.msg) {
+				t.Errorf("exit %d, stderr %q; want non-zero and %q", code, errb.String(), c.msg)
+			}
+			if ctx.Err() != nil {
+				t.Error("the daemon kept retrying a mistake instead of failing")
+			}
+		})
+	}
+}
