@@ -28,6 +28,17 @@ type Archive interface {
 	WriteBatch(ctx context.Context, events []pgtrail.Event) error
 }
 
+// Observer is told what the stream archives and what tampering it sees (real-time alert rules
+// hang here). Calls come from the stream's goroutine, in seq order: an implementation must not
+// block for long — queue and return.
+type Observer interface {
+	// Archived is called with each batch after it is durable. The slice is not reused.
+	Archived(ctx context.Context, events []pgtrail.Event)
+	// Tampering is called for an UPDATE, DELETE or TRUNCATE of audit.events seen in the WAL;
+	// seq is the affected entry's seq when known.
+	Tampering(ctx context.Context, op, seq string)
+}
+
 // Defaults for Config.
 const (
 	DefaultSlot              = "pgtrail"
@@ -63,7 +74,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// ExitWhenCaughtUp makes Run return once everything written before it started is archived.
 	ExitWhenCaughtUp bool
-	Logger           *slog.Logger
+	// Observer, when set, sees every batch once it is durable and every tampering seen in the WAL.
+	Observer Observer
+	Logger   *slog.Logger
 	Metrics          *Metrics
 }
 

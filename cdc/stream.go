@@ -244,6 +244,9 @@ func (s *Stream) write(ctx context.Context, batch []pgtrail.Event, keepAlive fun
 	s.m.BatchEvents.Observe(float64(len(batch)))
 	s.m.Events.Add(float64(len(batch)))
 	s.log.Debug("archived batch", "first_seq", batch[0].Seq, "last_seq", last.Seq, "events", len(batch))
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Archived(ctx, append([]pgtrail.Event(nil), batch...))
+	}
 	return nil
 }
 
@@ -268,6 +271,9 @@ func (s *Stream) checkChain(batch []pgtrail.Event) {
 // recordTampering logs, counts and records (as an audit event) a change to the trail seen in the WAL.
 func (s *Stream) recordTampering(ctx context.Context, op string, detail string) {
 	s.m.Tampering.Inc()
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Tampering(ctx, op, detail)
+	}
 	s.log.Error("TAMPERING: "+op+" on audit.events seen in the WAL (only a superuser with triggers disabled can do this)", "detail", detail)
 	_, err := s.pool.Exec(ctx, `SELECT audit.log_event('TAMPERING', 'audit.events', $1, 'FAILURE', jsonb_build_object('operation', $2::text, 'seen_by', 'pgtrail stream'))`, detail, op)
 	if err != nil {
