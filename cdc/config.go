@@ -77,7 +77,7 @@ type Config struct {
 	// Observer, when set, sees every batch once it is durable and every tampering seen in the WAL.
 	Observer Observer
 	Logger   *slog.Logger
-	Metrics          *Metrics
+	Metrics  *Metrics
 }
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
