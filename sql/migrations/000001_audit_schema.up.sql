@@ -242,6 +242,13 @@ RETURN CASE
   WHEN v ~ '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$' THEN v::inet
   ELSE audit.try_inet_slow(v) END;
 
+-- The hash chain as a running aggregate: state is the previous entry_hash (head for the first).
+CREATE FUNCTION audit.chain_step(state bytea, head bytea, canon bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN sha256(COALESCE(state, head) || canon);
+
+CREATE AGGREGATE audit.chain_fold(bytea, bytea) (SFUNC = audit.chain_step, STYPE = bytea);
+
 -- Chains the pending entries of finished transactions, in (transaction id, row) order, into
 -- audit.events. Entries of transactions still running (at or above the snapshot's xmin) wait for a
 -- later call. Returns the number of entries sealed. Safe to call concurrently: sealers queue on the
@@ -254,12 +261,7 @@ DECLARE
   horizon xid8 := pg_snapshot_xmin(pg_current_snapshot());
   head_seq bigint;
   h bytea;
-  evs audit.events[];
-  canon bytea[];
-  prevs bytea[] := '{}';
-  hashes bytea[] := '{}';
-  c bytea;
-  n integer;
+  n bigint;
   last_txid xid8;
   last_id bigint;
 BEGIN
@@ -288,6 +290,8 @@ BEGIN
     last_id := 0;
   END IF;
 
+  -- One statement: take the rows, number them in chain order, derive the final fields, fold the
+  -- hash chain over them with a window aggregate, and append.
   WITH taken AS (
     DELETE FROM audit.pending p
      WHERE p.txid < horizon AND (p.txid < last_txid OR (p.txid = last_txid AND p.id <= last_id))
@@ -313,28 +317,22 @@ BEGIN
             OR p.before_state -> k IS DISTINCT FROM p.after_state -> k
         UNION ALL
         SELECT jsonb_array_elements_text(p.details -> 'excluded_columns_changed')
-         WHERE p.details ? 'excluded_columns_changed') AS c(k)) AS cc)
-  SELECT array_agg(d.e ORDER BY (d.e).seq), array_agg(audit.canonical(d.e) ORDER BY (d.e).seq)
-    INTO evs, canon
-    FROM derived d;
+         WHERE p.details ? 'excluded_columns_changed') AS c(k)) AS cc),
+  hashed AS (
+    SELECT d.e, audit.chain_fold(h, audit.canonical(d.e)) OVER (ORDER BY (d.e).seq ROWS UNBOUNDED PRECEDING) AS hash
+      FROM derived d)
+  INSERT INTO audit.events
+  SELECT (x.e).seq, (x.e).event_id, (x.e).occurred_at, (x.e).txid, (x.e).action_type,
+         (x.e).resource_type, (x.e).resource_id, (x.e).outcome, (x.e).actor_id, (x.e).actor_ip,
+         (x.e).actor_ip_raw, (x.e).actor_user_agent, (x.e).request_id, (x.e).tenant_id,
+         (x.e).db_user, (x.e).application_name, (x.e).client_addr, (x.e).changed_columns,
+         (x.e).before_state, (x.e).after_state, (x.e).details,
+         COALESCE(lag(x.hash) OVER (ORDER BY (x.e).seq), h), x.hash
+    FROM hashed x;
+  GET DIAGNOSTICS n = ROW_COUNT;
 
-  n := COALESCE(cardinality(evs), 0);
   IF n > 0 THEN
-    -- FOREACH and append keep this linear: subscripting a large array is not O(1).
-    FOREACH c IN ARRAY canon LOOP
-      prevs := prevs || h;
-      h := sha256(h || c);
-      hashes := hashes || h;
-    END LOOP;
-    INSERT INTO audit.events
-    SELECT x.seq, x.event_id, x.occurred_at, x.txid, x.action_type, x.resource_type, x.resource_id,
-           x.outcome, x.actor_id, x.actor_ip, x.actor_ip_raw, x.actor_user_agent, x.request_id,
-           x.tenant_id, x.db_user, x.application_name, x.client_addr, x.changed_columns,
-           x.before_state, x.after_state, x.details, x.prev, x.hash
-      FROM unnest(evs, prevs, hashes) AS x(seq, event_id, occurred_at, txid, action_type, resource_type,
-           resource_id, outcome, actor_id, actor_ip, actor_ip_raw, actor_user_agent, request_id,
-           tenant_id, db_user, application_name, client_addr, changed_columns, before_state,
-           after_state, details, unset_prev, unset_hash, prev, hash);
+    SELECT e.entry_hash INTO h FROM audit.events e WHERE e.seq = head_seq + n;
     UPDATE audit.chain_head SET seq = head_seq + n, entry_hash = h, sealed_at = now();
   END IF;
   RETURN n;
