@@ -20,6 +20,7 @@ import (
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/cdc"
 	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/archivetest"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/testcontainers"
 )
@@ -137,45 +138,6 @@ func write(t *testing.T, db *pgxpool.Pool, from, n, writers int) {
 	}
 }
 
-// readArchive returns every archived event sorted by seq, failing on duplicates.
-func readArchive(t *testing.T, sink archive.Sink) []pgtrail.Event {
-	t.Helper()
-	ctx := context.Background()
-	keys, err := sink.List(ctx, "events/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bySeq := map[int64]pgtrail.Event{}
-	var maxSeq int64
-	for _, k := range keys {
-		data, err := sink.Get(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs, err := archive.DecodeParquet(data)
-		if err != nil {
-			t.Fatalf("decode %s: %v", k, err)
-		}
-		for _, e := range evs {
-			if _, dup := bySeq[e.Seq]; dup {
-				t.Errorf("seq %d archived twice (again in %s)", e.Seq, k)
-			}
-			bySeq[e.Seq] = e
-			maxSeq = max(maxSeq, e.Seq)
-		}
-	}
-	out := make([]pgtrail.Event, 0, len(bySeq))
-	for s := int64(1); s <= maxSeq; s++ {
-		e, ok := bySeq[s]
-		if !ok {
-			t.Errorf("seq %d missing from the archive (max %d)", s, maxSeq)
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // dbEvents returns every sealed event of the database.
 func dbEvents(t *testing.T, db *pgxpool.Pool) []pgtrail.Event {
 	t.Helper()
@@ -264,7 +226,7 @@ func TestStream_EndToEnd(t *testing.T) {
 			if err := f.wait(t); err != nil {
 				t.Fatalf("Run after cancel: %v", err)
 			}
-			got, want := readArchive(t, f.sink), dbEvents(t, f.db)
+			got, want := archivetest.Events(t, f.sink), dbEvents(t, f.db)
 			if len(want) < 1300 {
 				t.Fatalf("only %d entries written", len(want))
 			}
@@ -328,7 +290,7 @@ func TestStream_Tampering(t *testing.T) {
 	if err := f.db.QueryRow(context.Background(), `SELECT count(*) FROM audit.events WHERE action_type = 'TAMPERING'`).Scan(&recorded); err != nil || recorded != 2 {
 		t.Fatalf("TAMPERING events recorded: %d (%v), want 2", recorded, err)
 	}
-	archived := readArchive(t, f.sink)
+	archived := archivetest.Events(t, f.sink)
 	if archived[2].ActorID == "mallory" {
 		t.Error("the archive took the tampered value: it must keep what was streamed at insert time")
 	}
@@ -376,7 +338,7 @@ func TestStream_S3Outage(t *testing.T) {
 	if err := f.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	sameEvents(t, readArchive(t, f.sink), dbEvents(t, f.db))
+	sameEvents(t, archivetest.Events(t, f.sink), dbEvents(t, f.db))
 }
 
 // TestStream_PostgresRestart restarts PostgreSQL under the stream: it must reconnect, resume from
@@ -394,5 +356,5 @@ func TestStream_PostgresRestart(t *testing.T) {
 	if err := f.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	sameEvents(t, readArchive(t, f.sink), dbEvents(t, f.db))
+	sameEvents(t, archivetest.Events(t, f.sink), dbEvents(t, f.db))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/archivetest"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/testcontainers"
 )
@@ -121,7 +122,7 @@ func TestStream_KilledRepeatedly(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got := archivedEvents(t, sink)
+	got := archivetest.Events(t, sink)
 	if len(got) != len(want) {
 		t.Fatalf("archive holds %d entries, database %d (%d writes)", len(got), len(want), written.Load())
 	}
@@ -138,43 +139,6 @@ func TestStream_KilledRepeatedly(t *testing.T) {
 		t.Fatalf("only %d entries: the test exercised too little", len(want))
 	}
 	t.Logf("%d kills, %d entries archived exactly once", kills, len(want))
-}
-
-// archivedEvents reads every data file, failing on any seq archived twice.
-func archivedEvents(t *testing.T, sink archive.Sink) []pgtrail.Event {
-	t.Helper()
-	keys, err := sink.List(context.Background(), "events/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int64]pgtrail.Event{}
-	var maxSeq int64
-	for _, k := range keys {
-		data, err := sink.Get(context.Background(), k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs, err := archive.DecodeParquet(data)
-		if err != nil {
-			t.Fatalf("%s: %v", k, err)
-		}
-		for _, e := range evs {
-			if _, dup := seen[e.Seq]; dup {
-				t.Errorf("seq %d archived twice (again in %s)", e.Seq, k)
-			}
-			seen[e.Seq] = e
-			maxSeq = max(maxSeq, e.Seq)
-		}
-	}
-	out := make([]pgtrail.Event, 0, len(seen))
-	for s := int64(1); s <= maxSeq; s++ {
-		e, ok := seen[s]
-		if !ok {
-			t.Fatalf("seq %d missing from the archive", s)
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // TestStream_BadSetup tries the mistakes a user makes at the first start: each must end with a
