@@ -188,3 +188,58 @@ func TestStream_BadSetup(t *testing.T) {
 		})
 	}
 }
+
+// TestStream_SIGTERM stops the daemon with SIGTERM while it streams: it must archive what it
+// holds, acknowledge it and exit 0, leaving nothing for the next start but what came later.
+func TestStream_SIGTERM(t *testing.T) {
+	db, url := testdb.New(t)
+	testdb.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY); SELECT audit.enable('t')`)
+	dir := t.TempDir()
+	cmd := exec.Command(binary(t), "stream", "--archive", "file://"+dir, "--batch-age", "10s", "--seal-interval", "20ms")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the daemon streams, then write: with --batch-age 10s the entries sit in its batch.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "msg=streaming") {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not start streaming:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	confirmed := func() (lsn string) {
+		t.Helper()
+		if err := db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'pgtrail'`).Scan(&lsn); err != nil {
+			t.Fatal(err)
+		}
+		return lsn
+	}
+	before := confirmed()
+	testdb.Exec(t, db, `INSERT INTO t SELECT generate_series(1, 50)`)
+	testdb.Seal(t, db)
+	time.Sleep(500 * time.Millisecond) // let the entries reach the daemon's batch
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	sink, err := archive.Open(context.Background(), "file://"+dir, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head int64
+	if err := db.QueryRow(context.Background(), `SELECT seq FROM audit.chain_head`).Scan(&head); err != nil {
+		t.Fatal(err)
+	}
+	if got := archivetest.Events(t, sink); int64(len(got)) != head {
+		t.Fatalf("archive holds %d entries after SIGTERM, the chain %d", len(got), head)
+	}
+	// The batch was too young to be flushed before the signal: only the shutdown can have
+	// archived and acknowledged it.
+	var moved bool
+	if err := db.QueryRow(context.Background(), `SELECT $1::pg_lsn > $2::pg_lsn`, confirmed(), before).Scan(&moved); err != nil || !moved {
+		t.Fatalf("slot position did not move past %s at shutdown (%v): the archived batch was not acknowledged", before, err)
+	}
+}
