@@ -85,6 +85,7 @@ func runStream(ctx context.Context, e *env, args []string) error {
 	caughtUp := fs.Bool("exit-when-caught-up", false, "exit 0 once everything written before the start is archived")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	verbose := fs.Bool("v", false, "log every batch")
+	rules := fs.String("rules", "", "alert rules file (YAML, see docs/alerts.md): evaluate rules on the stream and POST alerts to webhooks; a bad file refuses the start")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -128,11 +129,17 @@ func runStream(ctx context.Context, e *env, args []string) error {
 		defer stop()
 	}
 
+	observer, stopAlerts, err := alertObserver(ctx, e, *rules, cfg, reg, slog.New(handler))
+	if err != nil {
+		return err
+	}
+	defer stopAlerts() // after Run returns: delivers alerts from the final flush
+
 	stream, err := cdc.New(cdc.Config{
 		ConnConfig: cfg, Slot: *slot, Publication: *publication,
 		BatchEvents: *batchEvents, BatchBytes: *batchBytes, BatchAge: *batchAge,
 		HeartbeatInterval: *heartbeat, WALWarnBytes: *walWarn, ShutdownTimeout: *shutdown,
-		ExitWhenCaughtUp: *caughtUp, Logger: log, Metrics: metrics,
+		ExitWhenCaughtUp: *caughtUp, Observer: observer, Logger: log, Metrics: metrics,
 	}, &archive.Writer{Sink: sink, Key: key})
 	if err != nil {
 		return notRun(err)
