@@ -14,6 +14,7 @@ all: build
 
 build:
 	$(GO) build -o $(PGTRAIL) ./cmd/pgtrail
+	$(GO) build -o $(BIN)/pgtrail-query ./cmd/pgtrail-query
 
 # versitygw is the S3 server with real Object Lock the tests run against (Apache-2.0).
 tools: $(VERSITYGW)
@@ -38,3 +39,17 @@ demo: build
 
 clean:
 	rm -rf $(CACHE)
+
+.PHONY: bench bench-smoke
+
+# pgtrail against no audit, pgaudit, a plain trigger and a naive chain, then the stream daemon and
+# verification, side by side on a throwaway cluster (about half an hour). Installs pgaudit with
+# apt-get when missing and root. Writes bench/results/latest.md; docs/benchmarks.md explains it.
+bench: tools
+	$(GO) run ./bench/cmd/pgtrail-bench
+
+# Every benchmark part with tiny sizes (under two minutes) so that the harness keeps working; it
+# checks that each number is produced, not its size. No apt: pgaudit is skipped when missing, and
+# the S3 rows when versitygw is (make tools).
+bench-smoke:
+	$(GO) run ./bench/cmd/pgtrail-bench -smoke -q

@@ -166,3 +166,19 @@ func plainError(err error) error {
 	}
 	return fmt.Errorf("migration failed: %w", dbErr.OrigErr)
 }
+
+// LatestVersion is the version of the newest embedded migration: what Up migrates to.
+func LatestVersion() uint {
+	entries, err := fs.ReadDir(Migrations(), ".")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	var latest uint
+	for _, e := range entries {
+		var v uint
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v > latest {
+			latest = v
+		}
+	}
+	return latest
+}

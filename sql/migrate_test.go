@@ -53,8 +53,8 @@ func TestMigrator_UpDownUp(t *testing.T) {
 	if err := m.Up(ctx); err != nil {
 		t.Fatalf("second up must be a no-op: %v", err)
 	}
-	if v, dirty, err := m.Version(); err != nil || v != 1 || dirty {
-		t.Fatalf("version = %d dirty=%v err=%v, want 1", v, dirty, err)
+	if v, dirty, err := m.Version(); err != nil || v != pgsql.LatestVersion() || dirty {
+		t.Fatalf("version = %d dirty=%v err=%v, want %d", v, dirty, err, pgsql.LatestVersion())
 	}
 	db := testdb.Pool(t, url)
 	testdb.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY); SELECT audit.enable('t'); INSERT INTO t VALUES (1)`)
@@ -67,8 +67,8 @@ func TestMigrator_UpDownUp(t *testing.T) {
 	if !schemaExists(t, url) {
 		t.Fatal("refused down dropped the schema")
 	}
-	if v, dirty, _ := m.Version(); v != 1 || dirty {
-		t.Fatalf("after refused down: version %d dirty=%v, want 1 clean", v, dirty)
+	if v, dirty, _ := m.Version(); v != pgsql.LatestVersion() || dirty {
+		t.Fatalf("after refused down: version %d dirty=%v, want %d clean", v, dirty, pgsql.LatestVersion())
 	}
 
 	mf := migrator(t, url, true)
@@ -86,7 +86,7 @@ func TestMigrator_UpDownUp(t *testing.T) {
 	if err := mf.Up(ctx); err != nil {
 		t.Fatalf("up again: %v", err)
 	}
-	if v, _, _ := mf.Version(); v != 1 {
+	if v, _, _ := mf.Version(); v != pgsql.LatestVersion() {
 		t.Fatalf("version after up again = %d", v)
 	}
 }

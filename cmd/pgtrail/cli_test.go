@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/pgtrail/pgtrail/internal/testdb"
+	pgsql "github.com/pgtrail/pgtrail/sql"
 	"github.com/pgtrail/pgtrail/testcontainers"
 )
 
@@ -32,7 +34,7 @@ func TestCLI_EndToEnd(t *testing.T) {
 		inStderr string
 	}{
 		{[]string{"migrate", "version"}, 0, "schema version 0", ""},
-		{[]string{"migrate", "up"}, 0, "schema version 1", ""},
+		{[]string{"migrate", "up"}, 0, fmt.Sprintf("schema version %d", pgsql.LatestVersion()), ""},
 		{[]string{"enable", "users", "--exclude-columns", "password_hash"}, 0, "auditing public.users (excluding password_hash)", ""},
 		{[]string{"enable", "payments", "--json"}, 0, `"table":"public.payments"`, ""},
 		{[]string{"enable", "users; DROP TABLE payments"}, 1, "", "invalid name syntax"},

@@ -28,17 +28,21 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"migrate": {"apply or revert the audit schema: migrate up|down|version", runMigrate},
-	"enable":  {"capture INSERT/UPDATE/DELETE on a table: enable TABLE [--exclude-columns a,b]", runEnable},
-	"disable": {"stop capturing a table: disable TABLE", runDisable},
-	"status":  {"show audited tables, chain head, pending entries and partitions", runStatus},
-	"seal":    {"chain committed entries into audit.events (loop, or --once)", runSeal},
-	"stream":  {"archive the trail over logical replication as Parquet (file:// or Object-Locked s3://)", runStream},
-	"verify":  {"recompute the hash chain: verify db", runVerify},
-	"version": {"print the pgtrail version", runVersion},
-	"keygen":  {"create an ed25519 key pair for signing archive digests: keygen --out PATH", runKeygen},
-	"archive": {"prepare an S3 bucket: archive init s3://bucket/prefix (Object Lock, retention, Glacier lifecycle)", runArchive},
-	"athena":  {"print Athena DDL for the archive: athena ddl s3://bucket/prefix", runAthena},
+	"migrate":    {"apply or revert the audit schema: migrate up|down|version", runMigrate},
+	"enable":     {"capture INSERT/UPDATE/DELETE on a table: enable TABLE [--exclude-columns a,b]", runEnable},
+	"disable":    {"stop capturing a table: disable TABLE", runDisable},
+	"status":     {"show audited tables, chain head, pending entries and partitions", runStatus},
+	"seal":       {"chain committed entries into audit.events (loop, or --once)", runSeal},
+	"stream":     {"archive the trail over logical replication as Parquet (file:// or Object-Locked s3://)", runStream},
+	"verify":     {"recompute the hash chain: verify db", runVerify},
+	"version":    {"print the pgtrail version", runVersion},
+	"keygen":     {"create an ed25519 key pair for signing archive digests: keygen --out PATH", runKeygen},
+	"archive":    {"prepare an S3 bucket: archive init s3://bucket/prefix (Object Lock, retention, Glacier lifecycle)", runArchive},
+	"athena":     {"print Athena DDL for the archive: athena ddl s3://bucket/prefix", runAthena},
+	"search":     {"search the trail (database, or --archive): --actor --resource TYPE[:ID] --action --outcome --tenant --since --until", runSearch},
+	"query":      {"SQL over the Parquet archive with DuckDB: query ARCHIVE_URL \"SQL\" (runs pgtrail-query)", runQuery},
+	"export":     {"write a CSV/Parquet report for a filter, recorded as an EXPORT event: export --out PATH", runExport},
+	"partitions": {"list partitions, or prune old ones once archived and verified: partitions list|prune", runPartitions},
 }
 
 // env is what a subcommand may touch of the outside world.
@@ -98,7 +102,7 @@ Commands:
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprint(w, `
 The database comes from --database-url, else DATABASE_URL, else the libpq PG* variables.

@@ -1,0 +1,225 @@
+package search
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgtrail/pgtrail"
+	"github.com/pgtrail/pgtrail/archive"
+)
+
+// errStop ends a walk early without an error.
+var errStop = errors.New("stop")
+
+// File is an archive data file with the partition values in its key.
+type File struct {
+	Key string
+	// Tenant is the tenant=<t> value (archive.TenantPartition of the tenant_id).
+	Tenant string
+	// Day is the dt=<YYYY-MM-DD> value: the UTC date of the events in the file.
+	Day time.Time
+}
+
+// maxDayPrefixes bounds listing day by day: with one tenant and a short period, listing each
+// day's prefix reads far fewer keys than listing the tenant's whole history.
+const maxDayPrefixes = 92
+
+// Files lists the archive's data files that can hold events f selects, pruning by the tenant=
+// and dt= partitions of their keys before anything is read: one tenant's prefix when f names a
+// tenant (each day's prefix when it also bounds a short period), and only the days between
+// f.Since and f.Until.
+func Files(ctx context.Context, sink archive.Sink, f *Filter) ([]File, error) {
+	var prefixes []string
+	first, last := dayRange(f)
+	switch {
+	case f.Tenant == nil:
+		prefixes = []string{archive.EventsPrefix}
+	default:
+		tp := tenantPartition(*f.Tenant)
+		base := archive.EventsPrefix + "tenant=" + tp + "/"
+		if !first.IsZero() && !last.IsZero() && int(last.Sub(first)/(24*time.Hour)) < maxDayPrefixes {
+			for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
+				prefixes = append(prefixes, base+"dt="+d.Format(time.DateOnly)+"/")
+			}
+		} else {
+			prefixes = []string{base}
+		}
+	}
+	var files []File
+	for _, p := range prefixes {
+		keys, err := sink.List(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("list archive: %w", err)
+		}
+		for _, k := range keys {
+			file, ok := ParseFileKey(k)
+			if !ok {
+				continue
+			}
+			if (!first.IsZero() && file.Day.Before(first)) || (!last.IsZero() && file.Day.After(last)) {
+				continue
+			}
+			files = append(files, file)
+		}
+	}
+	return files, nil
+}
+
+// ParseFileKey reads the partition values of a data file key
+// (events/tenant=<t>/dt=<YYYY-MM-DD>/<range>.parquet).
+func ParseFileKey(key string) (File, bool) {
+	if _, _, ok := archive.ParseDataKey(key); !ok {
+		return File{}, false
+	}
+	parts := strings.Split(strings.TrimPrefix(key, archive.EventsPrefix), "/")
+	if len(parts) != 3 {
+		return File{}, false
+	}
+	tenant, ok1 := strings.CutPrefix(parts[0], "tenant=")
+	dt, ok2 := strings.CutPrefix(parts[1], "dt=")
+	day, err := time.Parse(time.DateOnly, dt)
+	if !ok1 || !ok2 || err != nil || tenant == "" {
+		return File{}, false
+	}
+	return File{Key: key, Tenant: tenant, Day: day}, true
+}
+
+// tenantPartition is the tenant=<t> value f.Tenant selects.
+func tenantPartition(tenant string) string {
+	if tenant == NoTenant {
+		return archive.TenantNone
+	}
+	return archive.TenantPartition(&tenant)
+}
+
+// dayRange is the first and last UTC day f's period touches; zero where open.
+func dayRange(f *Filter) (first, last time.Time) {
+	if !f.Since.IsZero() {
+		s := f.Since.UTC()
+		first = time.Date(s.Year(), s.Month(), s.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	if !f.Until.IsZero() {
+		u := f.Until.UTC().Add(-time.Microsecond) // Until is exclusive; occurred_at has microseconds
+		last = time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	return first, last
+}
+
+// readConcurrency is how many files of a day are fetched at once.
+const readConcurrency = 4
+
+// EachArchive calls fn for every archived event f selects, in result order, up to f.Limit. It
+// reads one day's files at a time, in the order of the days: memory holds one day's matches.
+func EachArchive(ctx context.Context, sink archive.Sink, f Filter, fn func(*pgtrail.Event) error) error {
+	if err := f.Normalize(); err != nil {
+		return err
+	}
+	return eachArchived(ctx, sink, &f, f.Limit, fn)
+}
+
+func eachArchived(ctx context.Context, sink archive.Sink, f *Filter, limit int, fn func(*pgtrail.Event) error) error {
+	files, err := Files(ctx, sink, f)
+	if err != nil {
+		return err
+	}
+	byDay := map[time.Time][]File{}
+	var days []time.Time
+	for _, file := range files {
+		if _, ok := byDay[file.Day]; !ok {
+			days = append(days, file.Day)
+		}
+		byDay[file.Day] = append(byDay[file.Day], file)
+	}
+	slices.SortFunc(days, func(a, b time.Time) int {
+		if f.NewestFirst {
+			return b.Compare(a)
+		}
+		return a.Compare(b)
+	})
+	n := 0
+	for _, day := range days {
+		matches, err := readDay(ctx, sink, byDay[day], f)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(matches, func(a, b pgtrail.Event) int { return less(&a, &b, f.NewestFirst) })
+		for i := range matches {
+			if limit > 0 && n == limit {
+				return nil
+			}
+			n++
+			if err := fn(&matches[i]); err != nil {
+				if errors.Is(err, errStop) {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readDay fetches and decodes files, a few at a time, and returns the events f selects.
+func readDay(ctx context.Context, sink archive.Sink, files []File, f *Filter) ([]pgtrail.Event, error) {
+	results := make([][]pgtrail.Event, len(files))
+	errs := make([]error, len(files))
+	sem := make(chan struct{}, readConcurrency)
+	var wg sync.WaitGroup
+	for i, file := range files {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			data, err := sink.Get(ctx, file.Key)
+			if err != nil {
+				errs[i] = fmt.Errorf("read archive: %w", err)
+				return
+			}
+			evs, err := archive.DecodeParquet(data)
+			if err != nil {
+				errs[i] = fmt.Errorf("read archive %s: %w", path.Base(file.Key), err)
+				return
+			}
+			for _, e := range evs {
+				if f.Match(&e) {
+					results[i] = append(results[i], e)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.Concat(results...), nil
+}
+
+// Archive searches the archive in sink: at most f.Limit events (all when 0), Truncated when there
+// were more. source names the archive in the result.
+func Archive(ctx context.Context, sink archive.Sink, source string, f Filter) (*Result, error) {
+	if err := f.Normalize(); err != nil {
+		return nil, err
+	}
+	res := &Result{Source: source}
+	limit := f.Limit
+	if limit > 0 {
+		limit++
+	}
+	err := eachArchived(ctx, sink, &f, limit, func(e *pgtrail.Event) error {
+		if f.Limit > 0 && len(res.Events) == f.Limit {
+			res.Truncated = true
+			return errStop
+		}
+		res.Events = append(res.Events, *e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}

@@ -1,0 +1,207 @@
+package search
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtrail/pgtrail"
+)
+
+// ErrNoAccess is returned when the connection's role can read neither audit.events nor
+// audit.events_masked.
+var ErrNoAccess = errors.New("no read access to the audit trail: grant pgtrail_auditor (everything), pgtrail_reader (masked) or pgtrail_tenant_reader (masked, own tenants)")
+
+// Querier is what the database search needs from a connection, pool or transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Relation is where the database search reads.
+type Relation struct {
+	// Name is audit.events or audit.events_masked.
+	Name string
+	// Masked: Name is the masked view, which has no hash columns.
+	Masked bool
+}
+
+// The relations a search reads, by privilege.
+var (
+	Events       = Relation{Name: "audit.events"}
+	EventsMasked = Relation{Name: "audit.events_masked", Masked: true}
+)
+
+// ChooseRelation returns audit.events when the current role may read it (auditors, superusers),
+// else audit.events_masked when it may read that (readers), else ErrNoAccess. Row-level security
+// limits either to the role's tenants when it is a tenant reader.
+func ChooseRelation(ctx context.Context, q Querier) (Relation, error) {
+	var full, masked bool
+	err := q.QueryRow(ctx, `SELECT has_table_privilege('audit.events', 'SELECT'),
+	                               to_regclass('audit.events_masked') IS NOT NULL AND has_table_privilege('audit.events_masked', 'SELECT')`).
+		Scan(&full, &masked)
+	if err != nil {
+		return Relation{}, fmt.Errorf("check read access: %w", err)
+	}
+	switch {
+	case full:
+		return Events, nil
+	case masked:
+		return EventsMasked, nil
+	}
+	return Relation{}, ErrNoAccess
+}
+
+// columns are read in the form the canonical encoding uses (inet through its output function,
+// jsonb as text), like chain.Read.
+const columns = `seq, event_id::text, occurred_at, txid::text, action_type, resource_type, resource_id, outcome,
+       actor_id, CASE WHEN actor_ip IS NOT NULL THEN format('%s', actor_ip) END, actor_ip_raw,
+       actor_user_agent, request_id, tenant_id, db_user, application_name,
+       CASE WHEN client_addr IS NOT NULL THEN format('%s', client_addr) END,
+       changed_columns, before_state::text, after_state::text, details::text`
+
+// Query returns the SQL and arguments that select f's events from rel, in result order, at most
+// limit rows (0: all). Values are parameters; the text is made only of fixed fragments. Each
+// filter is a plain comparison on an indexed column, so that the indexes on (actor_id,
+// occurred_at), (resource_type, resource_id, occurred_at), (action_type, occurred_at) and
+// (tenant_id, occurred_at) serve it, through the masked view as well (its comparisons are
+// leakproof, so they reach the table under security_barrier).
+func Query(f *Filter, rel Relation, limit int) (string, []any) {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	b.WriteString(columns)
+	if rel.Masked {
+		b.WriteString(", NULL::bytea, NULL::bytea")
+	} else {
+		b.WriteString(", prev_hash, entry_hash")
+	}
+	b.WriteString("\n  FROM ")
+	b.WriteString(rel.Name)
+	var conds []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.Actor != "" {
+		conds = append(conds, "actor_id = "+arg(f.Actor))
+	}
+	if f.ResourceType != "" {
+		conds = append(conds, "resource_type = "+arg(f.ResourceType))
+	}
+	if f.ResourceID != nil {
+		conds = append(conds, "resource_id = "+arg(*f.ResourceID))
+	}
+	switch len(f.Actions) {
+	case 0:
+	case 1:
+		conds = append(conds, "action_type = "+arg(f.Actions[0]))
+	default:
+		conds = append(conds, "action_type = ANY ("+arg(f.Actions)+"::text[])")
+	}
+	if f.Outcome != "" {
+		conds = append(conds, "outcome = "+arg(f.Outcome))
+	}
+	if f.Tenant != nil {
+		if *f.Tenant == NoTenant {
+			conds = append(conds, "tenant_id IS NULL")
+		} else {
+			conds = append(conds, "tenant_id = "+arg(*f.Tenant))
+		}
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, "occurred_at >= "+arg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		conds = append(conds, "occurred_at < "+arg(f.Until))
+	}
+	if len(conds) > 0 {
+		b.WriteString("\n WHERE ")
+		b.WriteString(strings.Join(conds, "\n   AND "))
+	}
+	if f.NewestFirst {
+		b.WriteString("\n ORDER BY occurred_at DESC, seq DESC")
+	} else {
+		b.WriteString("\n ORDER BY occurred_at, seq")
+	}
+	if limit > 0 {
+		b.WriteString("\n LIMIT " + arg(limit))
+	}
+	return b.String(), args
+}
+
+// EachDB calls fn for every event of the database that f selects, in result order, up to
+// f.Limit, reading from the relation ChooseRelation picks. The event is reused between calls.
+func EachDB(ctx context.Context, q Querier, f Filter, fn func(*pgtrail.Event) error) (Relation, error) {
+	if err := f.Normalize(); err != nil {
+		return Relation{}, err
+	}
+	rel, err := ChooseRelation(ctx, q)
+	if err != nil {
+		return Relation{}, err
+	}
+	return rel, eachRow(ctx, q, &f, rel, f.Limit, fn)
+}
+
+func eachRow(ctx context.Context, q Querier, f *Filter, rel Relation, limit int, fn func(*pgtrail.Event) error) error {
+	sql, args := Query(f, rel, limit)
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("search %s: %w", rel.Name, err)
+	}
+	defer rows.Close()
+	var e pgtrail.Event
+	var txid string
+	for rows.Next() {
+		e = pgtrail.Event{}
+		if err := rows.Scan(&e.Seq, &e.EventID, &e.OccurredAt, &txid, &e.ActionType, &e.ResourceType,
+			&e.ResourceID, &e.Outcome, &e.ActorID, &e.ActorIP, &e.ActorIPRaw, &e.ActorUserAgent,
+			&e.RequestID, &e.TenantID, &e.DBUser, &e.ApplicationName, &e.ClientAddr, &e.ChangedColumns,
+			&e.BeforeState, &e.AfterState, &e.Details, &e.PrevHash, &e.EntryHash); err != nil {
+			return fmt.Errorf("search %s: %w", rel.Name, err)
+		}
+		if e.TxID, err = strconv.ParseUint(txid, 10, 64); err != nil {
+			return fmt.Errorf("search %s: seq %d: bad txid %q", rel.Name, e.Seq, txid)
+		}
+		e.OccurredAt = e.OccurredAt.UTC()
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("search %s: %w", rel.Name, err)
+	}
+	return nil
+}
+
+// DB searches the database: at most f.Limit events (all when 0), Truncated when there were more.
+func DB(ctx context.Context, q Querier, f Filter) (*Result, error) {
+	if err := f.Normalize(); err != nil {
+		return nil, err
+	}
+	rel, err := ChooseRelation(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Source: "database", Masked: rel.Masked}
+	limit := f.Limit
+	if limit > 0 {
+		limit++ // one more tells that there are more
+	}
+	err = eachRow(ctx, q, &f, rel, limit, func(e *pgtrail.Event) error {
+		if f.Limit > 0 && len(res.Events) == f.Limit {
+			res.Truncated = true
+			return nil
+		}
+		res.Events = append(res.Events, *e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
