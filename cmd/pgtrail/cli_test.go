@@ -37,6 +37,8 @@ func TestCLI_EndToEnd(t *testing.T) {
 		{[]string{"migrate", "up"}, 0, fmt.Sprintf("schema version %d", pgsql.LatestVersion()), ""},
 		{[]string{"enable", "users", "--exclude-columns", "password_hash"}, 0, "auditing public.users (excluding password_hash)", ""},
 		{[]string{"enable", "payments", "--json"}, 0, `"table":"public.payments"`, ""},
+		{[]string{"enable", "users", "--exclude-columns", "password_hash", "--pii-columns", "email"}, 0, "(masking email for readers)", ""},
+		{[]string{"enable", "users", "--pii-columns", "nope"}, 1, "", "nope"},
 		{[]string{"enable", "users; DROP TABLE payments"}, 1, "", "invalid name syntax"},
 		{[]string{"enable", "nope"}, 1, "", `relation "nope" does not exist`},
 		{[]string{"enable", "users", "--exclude-columns", "nope"}, 1, "", "has no column nope"},
