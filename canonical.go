@@ -26,7 +26,7 @@ func AppendCanonical(buf []byte, e *Event) []byte {
 	buf = appendInt(buf, e.Seq)
 	buf = appendString(buf, e.EventID)
 	buf = appendInt(buf, e.OccurredAt.UnixMicro())
-	buf = appendString(buf, strconv.FormatUint(e.TxID, 10))
+	buf = appendUint(buf, e.TxID)
 	buf = appendString(buf, e.ActionType)
 	buf = appendString(buf, e.ResourceType)
 	buf = appendNullable(buf, e.ResourceID)
@@ -63,15 +63,38 @@ func (e *Event) Hash(buf []byte) ([sha256.Size]byte, []byte) {
 	return ChainHash(e.PrevHash, buf), buf
 }
 
+// The helpers below write into buf without allocating: verification runs them for every entry
+// of the trail, so they are on its hot path.
+
 func appendString(buf []byte, s string) []byte {
-	buf = strconv.AppendInt(buf, int64(len(s)), 10)
-	buf = append(buf, ':')
-	return append(buf, s...)
+	return append(appendLen(buf, len(s)), s...)
+}
+
+// appendLen writes a netstring's "<length>:".
+func appendLen(buf []byte, n int) []byte {
+	switch {
+	case n < 10:
+		return append(buf, byte('0'+n), ':')
+	case n < 100:
+		return append(buf, byte('0'+n/10), byte('0'+n%10), ':')
+	case n < 1000:
+		return append(buf, byte('0'+n/100), byte('0'+n/10%10), byte('0'+n%10), ':')
+	}
+	return append(strconv.AppendInt(buf, int64(n), 10), ':')
 }
 
 func appendInt(buf []byte, n int64) []byte {
 	var tmp [20]byte
-	return appendString(buf, string(strconv.AppendInt(tmp[:0], n, 10)))
+	return appendDigits(buf, strconv.AppendInt(tmp[:0], n, 10))
+}
+
+func appendUint(buf []byte, n uint64) []byte {
+	var tmp [20]byte
+	return appendDigits(buf, strconv.AppendUint(tmp[:0], n, 10))
+}
+
+func appendDigits(buf, digits []byte) []byte {
+	return append(appendLen(buf, len(digits)), digits...)
 }
 
 func appendNullable(buf []byte, s *string) []byte {
@@ -85,32 +108,51 @@ func appendNullable(buf []byte, s *string) []byte {
 // {a,b}, with an element double-quoted (and " and \ backslash-escaped) when it is empty, reads
 // NULL, or holds a quote, backslash, brace, comma or white space.
 func appendColumns(buf []byte, cols []string) []byte {
-	var arr []byte
-	arr = append(arr, '{')
+	// The netstring's length comes first: measure the array text, then write it.
+	n := 2
+	var quoted uint64 // bit i: element i needs quotes (elements past 64 are checked again)
 	for i, c := range cols {
 		if i > 0 {
-			arr = append(arr, ',')
+			n++
 		}
-		if !needsQuotes(c) {
-			arr = append(arr, c...)
+		n += len(c)
+		if needsQuotes(c) {
+			n += 2 + strings.Count(c, `"`) + strings.Count(c, `\`)
+			if i < 64 {
+				quoted |= 1 << i
+			}
+		}
+	}
+	buf = append(appendLen(buf, n), '{')
+	for i, c := range cols {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if i < 64 && quoted&(1<<i) == 0 || i >= 64 && !needsQuotes(c) {
+			buf = append(buf, c...)
 			continue
 		}
-		arr = append(arr, '"')
+		buf = append(buf, '"')
 		for j := 0; j < len(c); j++ {
 			if c[j] == '"' || c[j] == '\\' {
-				arr = append(arr, '\\')
+				buf = append(buf, '\\')
 			}
-			arr = append(arr, c[j])
+			buf = append(buf, c[j])
 		}
-		arr = append(arr, '"')
+		buf = append(buf, '"')
 	}
-	arr = append(arr, '}')
-	return appendString(buf, string(arr))
+	return append(buf, '}')
 }
 
 func needsQuotes(s string) bool {
-	if s == "" || strings.EqualFold(s, "NULL") {
+	if s == "" || len(s) == 4 && strings.EqualFold(s, "NULL") {
 		return true
 	}
-	return strings.ContainsAny(s, "\"\\{}, \t\n\r\v\f")
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"', '\\', '{', '}', ',', ' ', '\t', '\n', '\r', '\v', '\f':
+			return true
+		}
+	}
+	return false
 }

@@ -1,100 +1,35 @@
-// Package verify recomputes pgtrail's hash chain and reports where and how it breaks.
 package verify
 
 import (
-	"bytes"
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
+	"regexp"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/chain"
 )
 
-// Kind names how the chain was broken.
-type Kind string
-
-// The kinds of damage verification tells apart.
-const (
-	Modified  Kind = "modified"  // an entry's content no longer matches its hash
-	Deleted   Kind = "deleted"   // entries are missing (a gap in seq, or a truncated tail)
-	Inserted  Kind = "inserted"  // an entry that the chain never held (duplicate seq, beyond the head)
-	Reordered Kind = "reordered" // an intact entry sits at another position than the one it was chained at
-	Relinked  Kind = "relinked"  // an entry's prev_hash does not match its predecessor's entry_hash
-)
-
-// Problem is one break in the chain.
-type Problem struct {
-	Seq    int64  `json:"seq"`
-	Kind   Kind   `json:"kind"`
-	Detail string `json:"detail"`
-}
-
-// Report is the outcome of a verification run.
-type Report struct {
-	Entries     int64     `json:"entries"`
-	FirstSeq    int64     `json:"first_seq"`
-	LastSeq     int64     `json:"last_seq"`
-	HeadSeq     int64     `json:"head_seq"`
-	HeadHash    string    `json:"head_hash"`
-	Unsealed    int64     `json:"unsealed"`
-	Problems    []Problem `json:"problems"`
-	Truncated   bool      `json:"problems_truncated,omitempty"`
-	StartedAt   time.Time `json:"started_at"`
-	FinishedAt  time.Time `json:"finished_at"`
-	EntriesPerS float64   `json:"entries_per_second"`
-}
-
-// Intact reports whether no problem was found.
-func (r *Report) Intact() bool { return len(r.Problems) == 0 }
-
-// maxProblems bounds a report: after a break, every later entry may be reported, which helps nobody.
-const maxProblems = 100
-
-// reorderWindow is how far from its position an entry is searched for when its hash does not match.
-const reorderWindow = 64
-
-func (r *Report) add(p Problem) {
-	if len(r.Problems) >= maxProblems {
-		r.Truncated = true
-		return
-	}
-	r.Problems = append(r.Problems, p)
-}
-
-// Querier is what DB needs from a connection.
+// Querier is what DB needs from a connection: a *pgx.Conn, a *pgxpool.Pool or *pgxpool.Conn, or
+// a pgx.Tx (whose snapshot is then used as it is).
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // DB recomputes every entry's hash from the rows of audit.events and checks the links between
-// them and the chain head. An error means the check could not be done (connection, permission);
-// damage is reported in the Report.
+// them and the chain head, with the zero Verifier. An error means the check could not be done
+// (connection, permission); damage is reported in the Report.
 func DB(ctx context.Context, db Querier) (*Report, error) {
-	rep := &Report{StartedAt: time.Now()}
-	var headHash []byte
-	err := db.QueryRow(ctx, `SELECT h.seq, h.entry_hash, (SELECT count(*) FROM audit.pending) FROM audit.chain_head h`).
-		Scan(&rep.HeadSeq, &headHash, &rep.Unsealed)
-	if err != nil {
-		return nil, fmt.Errorf("read chain head: %w", err)
-	}
-	rep.HeadHash = fmt.Sprintf("%x", headHash)
-
-	c := newChecker(rep)
-	if err := Each(ctx, db, func(e *pgtrail.Event) error { c.next(e); return nil }); err != nil {
-		return nil, err
-	}
-	c.finish(rep.HeadSeq, headHash)
-	rep.FinishedAt = time.Now()
-	if d := rep.FinishedAt.Sub(rep.StartedAt).Seconds(); d > 0 {
-		rep.EntriesPerS = float64(rep.Entries) / d
-	}
-	return rep, nil
+	return (&Verifier{}).DB(ctx, db)
 }
 
 // Each calls fn for every entry of audit.events in chain order (see chain.Read).
@@ -102,79 +37,319 @@ func Each(ctx context.Context, db Querier, fn func(*pgtrail.Event) error) error 
 	return chain.Read(ctx, db, 1, math.MaxInt64, fn)
 }
 
-// checker walks entries in seq order and records problems.
-type checker struct {
-	rep      *Report
-	prevSeq  int64
-	prevHash []byte
-	buf      []byte
+// DB recomputes the hash of every entry of audit.events (with v.Since, of the checkpointed entry
+// and those after it) and checks the links between them, the gapless seq and the chain head, all
+// in one snapshot. It reads the rows with COPY in binary format and hashes them on v.Workers
+// goroutines while the next rows arrive.
+func (v *Verifier) DB(ctx context.Context, db Querier) (*Report, error) {
+	rep := &Report{Scope: "db", StartedAt: time.Now(), Since: v.Since}
+	err := inSnapshot(ctx, db, func(tx pgx.Tx, owned bool) error {
+		return v.walkDB(ctx, tx, owned, rep, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.finish()
+	return rep, nil
 }
 
-func newChecker(rep *Report) *checker {
-	return &checker{rep: rep, prevHash: pgtrail.GenesisHash}
-}
-
-func (c *checker) next(e *pgtrail.Event) {
-	c.rep.Entries++
-	if c.rep.Entries == 1 {
-		c.rep.FirstSeq = e.Seq
-	}
-	c.rep.LastSeq = e.Seq
-	expected := c.prevSeq + 1
-	var sum [32]byte
-	sum, c.buf = e.Hash(c.buf)
-	selfOK := bytes.Equal(sum[:], e.EntryHash)
-
-	switch {
-	case e.Seq == c.prevSeq:
-		c.rep.add(Problem{e.Seq, Inserted, "a second entry with the same seq"})
-	case e.Seq > expected:
-		c.rep.add(Problem{expected, Deleted, fmt.Sprintf("entries %d to %d are missing", expected, e.Seq-1)})
-	}
-	switch {
-	case !selfOK:
-		if at, ok := c.findPosition(e); ok {
-			c.rep.add(Problem{e.Seq, Reordered, fmt.Sprintf("the entry at seq %d was chained at seq %d", e.Seq, at)})
-		} else {
-			c.rep.add(Problem{e.Seq, Modified, "its content does not match its entry_hash"})
+// inSnapshot runs fn in a read-only REPEATABLE READ transaction, so that the chain head and the
+// rows are read from the same snapshot while the sealer goes on appending. owned tells fn that
+// the transaction is this package's (not a caller's), so its snapshot may be shared.
+func inSnapshot(ctx context.Context, db Querier, fn func(tx pgx.Tx, owned bool) error) error {
+	var conn *pgx.Conn
+	switch d := db.(type) {
+	case pgx.Tx:
+		return fn(d, false)
+	case *pgx.Conn:
+		conn = d
+	case *pgxpool.Conn:
+		conn = d.Conn()
+	case *pgxpool.Pool:
+		c, err := d.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("connect: %w", err)
 		}
-	case !bytes.Equal(e.PrevHash, c.prevHash) && e.Seq == expected:
-		c.rep.add(Problem{e.Seq, Relinked, fmt.Sprintf("prev_hash does not match the entry_hash of seq %d: one of them was rewritten", c.prevSeq)})
+		defer c.Release()
+		conn = c.Conn()
+	default:
+		return fmt.Errorf("verify: unsupported connection type %T", db)
 	}
-	c.prevSeq = e.Seq
-	c.prevHash = e.EntryHash
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := fn(tx, true); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
-// findPosition looks for the seq at which e's content does hash to its entry_hash.
-func (c *checker) findPosition(e *pgtrail.Event) (int64, bool) {
-	orig := e.Seq
-	defer func() { e.Seq = orig }()
-	for d := int64(1); d <= reorderWindow; d++ {
-		for _, s := range []int64{orig - d, orig + d} {
-			if s < 1 {
-				continue
-			}
-			e.Seq = s
-			var sum [32]byte
-			sum, c.buf = e.Hash(c.buf)
-			if bytes.Equal(sum[:], e.EntryHash) {
-				return s, true
-			}
+// walkDB checks the chain in tx's snapshot into rep. When cross is set, it also receives every
+// checked entry after the checkpoint, in seq order.
+func (v *Verifier) walkDB(ctx context.Context, tx pgx.Tx, owned bool, rep *Report, cross func([]entry) error) error {
+	var headHash []byte
+	err := tx.QueryRow(ctx, `SELECT h.seq, h.entry_hash, (SELECT count(*) FROM audit.pending) FROM audit.chain_head h`).
+		Scan(&rep.HeadSeq, &headHash, &rep.Unsealed)
+	if err != nil {
+		return fmt.Errorf("read chain head: %w", err)
+	}
+	rep.HeadHash = hex.EncodeToString(headHash)
+
+	c := newChecker(rep, SourceDB)
+	from := int64(1)
+	var anchor *anchorCheck
+	switch p := v.Pruned; {
+	case v.Since != nil && (p == nil || v.Since.Seq > p.Seq):
+		if anchor, err = newAnchor(v.Since, c); err != nil {
+			return err
 		}
+		from = v.Since.Seq
+	case p != nil:
+		// The chain starts after the pruned entries (a checkpoint among them is gone with them).
+		if len(p.EntryHash) != sha256.Size || p.Seq < 1 {
+			return fmt.Errorf("verify: pruned prefix at seq %d has no SHA-256 entry hash", p.Seq)
+		}
+		var h [sha256.Size]byte
+		copy(h[:], p.EntryHash)
+		c.anchor(p.Seq, h)
+		from = p.Seq + 1
 	}
-	return 0, false
+	total := max(rep.HeadSeq-from+1, 0)
+	err = v.pipelineDB(ctx, tx, owned, rep, from, cross != nil, func(ents []entry) error {
+		if anchor != nil {
+			ents = anchor.take(ents)
+		}
+		for i := range ents {
+			c.next(&ents[i])
+		}
+		v.progress("db", rep.Entries, total)
+		if cross != nil && len(ents) > 0 {
+			return cross(ents)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if anchor != nil {
+		anchor.take(nil)
+	}
+	if anchor == nil || !anchor.missing || rep.Entries > 0 || rep.HeadSeq >= v.Since.Seq {
+		// (When the chain now ends before a checkpointed entry that is gone, "gone" says it all.)
+		c.finishHead(rep.HeadSeq, headHash)
+	}
+	if rep.Intact() && c.prevSeq > 0 {
+		rep.Checkpoint = &Checkpoint{Version: CheckpointVersion, Scope: "db", Seq: c.prevSeq,
+			EntryHash: hex.EncodeToString(c.prevHash[:])}
+	}
+	return nil
 }
 
-func (c *checker) finish(headSeq int64, headHash []byte) {
+// anchorCheck checks the entry an incremental run starts from: the checkpointed one, which
+// must still be there and unchanged, before the entries after it are walked.
+type anchorCheck struct {
+	cp      *Checkpoint
+	hash    [sha256.Size]byte
+	c       *checker
+	done    bool
+	missing bool
+}
+
+func newAnchor(cp *Checkpoint, c *checker) (*anchorCheck, error) {
+	h, err := cp.hash()
+	if err != nil {
+		return nil, err
+	}
+	return &anchorCheck{cp: cp, hash: h, c: c}, nil
+}
+
+// take checks the anchor against the first entries the walk sees (nil at the end: none came)
+// and returns the entries that follow it.
+func (a *anchorCheck) take(ents []entry) []entry {
+	if a.done {
+		return ents
+	}
+	a.done = true
+	seq := a.cp.Seq
+	when := a.cp.VerifiedAt.Format(time.RFC3339)
+	switch {
+	case len(ents) == 0 || ents[0].seq != seq:
+		a.missing = true
+		a.c.add(seq, Deleted, "", fmt.Sprintf("the checkpointed entry (seq %d, verified %s) is gone", seq, when))
+	case !ents[0].selfOK || ents[0].entryHash != a.hash:
+		a.c.add(seq, Modified, "", fmt.Sprintf("the checkpointed entry (seq %d) changed since it was verified %s", seq, when))
+		ents = ents[1:]
+	default:
+		ents = ents[1:]
+	}
+	a.c.anchor(seq, a.hash)
+	return ents
+}
+
+// finishHead compares the end of the walk with the chain head.
+func (c *checker) finishHead(headSeq int64, headHash []byte) {
 	switch {
 	case c.prevSeq < headSeq:
-		c.rep.add(Problem{c.prevSeq + 1, Deleted, fmt.Sprintf("the chain head is at seq %d but the last entry is seq %d: the tail was removed", headSeq, c.prevSeq)})
+		c.add(c.prevSeq+1, Deleted, "", fmt.Sprintf("the chain head is at seq %d but the last entry is seq %d: the tail was removed", headSeq, c.prevSeq))
 	case c.prevSeq > headSeq:
-		c.rep.add(Problem{headSeq + 1, Inserted, fmt.Sprintf("entries after the chain head (seq %d) up to seq %d were never sealed", headSeq, c.prevSeq)})
-	case headSeq > 0 && !bytes.Equal(c.prevHash, headHash):
-		c.rep.add(Problem{headSeq, Modified, "the last entry's entry_hash differs from the chain head's"})
+		c.add(headSeq+1, Inserted, "", fmt.Sprintf("entries after the chain head (seq %d) up to seq %d were never sealed", headSeq, c.prevSeq))
+	case headSeq > 0 && string(c.prevHash[:]) != string(headHash):
+		c.add(headSeq, Modified, "", "the last entry's entry_hash differs from the chain head's")
 	}
 }
 
-// ErrTampered is returned by callers that turn a damaged report into an error.
-var ErrTampered = errors.New("audit chain is broken")
+// Parallel reading: the server formats rows (jsonb and inet as text) more slowly than the
+// verifier hashes them, so DB reads with several COPY streams at once, each on its own connection
+// in the same snapshot, taking chunks of seq in turn. Each stream has its own batches, enough for
+// one chunk: it reads its next chunk while the checks consume the earlier ones, and memory stays
+// bounded by streams × chunk.
+const (
+	// DefaultDBStreams is Verifier.DBStreams's default.
+	DefaultDBStreams = 2
+	dbChunkRows      = 8192
+)
+
+// dbChunk is a range of seq one COPY reads; its batches go to the checks in order.
+type dbChunk struct {
+	from, to int64 // to < 0: to the end
+	batches  chan *dbBatch
+}
+
+// planChunks cuts seq from..head into chunks for n streams; the last chunk is open-ended, so that
+// rows beyond the head are read too.
+func planChunks(from, head int64, n int) []*dbChunk {
+	per := int64(dbChunkRows)
+	count := int64(1)
+	if n > 1 && head >= from {
+		count = max((head-from+per)/per, 1)
+	}
+	chunks := make([]*dbChunk, count)
+	for i := range chunks {
+		lo := from + int64(i)*per
+		hi := lo + per - 1
+		if i == len(chunks)-1 {
+			hi = -1
+		}
+		chunks[i] = &dbChunk{from: lo, to: hi, batches: make(chan *dbBatch, dbChunkRows/dbBatchRows+2)}
+	}
+	return chunks
+}
+
+// openStreams returns the connections to read with: tx's own, and up to n-1 more in tx's
+// snapshot. Without the extra connections (a caller's transaction, a refused connection) the
+// read simply uses one stream.
+func openStreams(ctx context.Context, tx pgx.Tx, n int, owned bool) ([]*pgconn.PgConn, func()) {
+	conns := []*pgconn.PgConn{tx.Conn().PgConn()}
+	var extra []*pgx.Conn
+	closeAll := func() {
+		for _, c := range extra {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}
+	if n <= 1 || !owned {
+		return conns, closeAll
+	}
+	var snapshot string
+	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil || !snapshotID.MatchString(snapshot) {
+		return conns, closeAll
+	}
+	for range n - 1 {
+		c, err := pgx.ConnectConfig(ctx, tx.Conn().Config())
+		if err != nil {
+			break
+		}
+		extra = append(extra, c)
+		if _, err := c.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
+			break
+		}
+		conns = append(conns, c.PgConn())
+	}
+	return conns, closeAll
+}
+
+var snapshotID = regexp.MustCompile(`^[0-9A-F]+(-[0-9A-F]+)+$`)
+
+// pipelineDB streams audit.events from seq from on (up to rep.HeadSeq and beyond) through the
+// hashers and calls fn with the entries of each batch, in chain order, from the
+// calling goroutine. The entries are only valid during the call.
+func (v *Verifier) pipelineDB(ctx context.Context, tx pgx.Tx, owned bool, rep *Report, from int64, cross bool, fn func([]entry) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	n := v.DBStreams
+	if n <= 0 {
+		n = DefaultDBStreams
+	}
+	if chunks := (rep.HeadSeq - from + dbChunkRows) / dbChunkRows; chunks < int64(n) {
+		n = int(max(chunks, 1)) // a short trail needs no extra connection
+	}
+	conns, closeStreams := openStreams(ctx, tx, n, owned)
+	defer closeStreams()
+	rep.Streams = len(conns)
+	chunks := planChunks(from, rep.HeadSeq, len(conns))
+	perStream := dbChunkRows/dbBatchRows + 2
+	work := make(chan *dbBatch, len(conns)*perStream)
+
+	workers := v.workers(1)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			h := newHasher(cross)
+			for b := range work {
+				for i := range b.n {
+					h.hash(&b.rows[i].ev, &b.ents[i])
+				}
+				b.ready <- struct{}{}
+			}
+		})
+	}
+	var readers sync.WaitGroup
+	readErrs := make([]error, len(conns))
+	for s, conn := range conns {
+		pool := make(chan *dbBatch, perStream)
+		for range perStream {
+			pool <- newDBBatch(pool)
+		}
+		readers.Go(func() {
+			for i := s; i < len(chunks); i += len(conns) {
+				c := chunks[i]
+				if readErrs[s] == nil {
+					readErrs[s] = readCopy(ctx, conn, c.from, c.to, pool, func(b *dbBatch) error {
+						work <- b // never blocks: work holds every batch there is
+						c.batches <- b
+						return nil
+					})
+					if readErrs[s] != nil {
+						cancel(readErrs[s])
+					}
+				}
+				close(c.batches)
+			}
+		})
+	}
+	go func() {
+		readers.Wait()
+		close(work)
+	}()
+
+	var err error
+	for _, c := range chunks {
+		for b := range c.batches {
+			<-b.ready
+			if err == nil {
+				if err = fn(b.ents[:b.n]); err != nil {
+					cancel(err)
+				}
+			}
+			b.reset()
+			b.pool <- b
+		}
+	}
+	readers.Wait()
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	return firstCause(readErrs...)
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/verify/verifytest"
 )
 
 // trail returns a database whose chain holds n entries (n >= 0).
@@ -82,5 +83,218 @@ func TestDB_Tampering(t *testing.T) {
 				t.Errorf("first problem = seq %d %s (%s), want seq %d %s; all: %+v", first.Seq, first.Kind, first.Detail, c.seq, c.kind, rep.Problems)
 			}
 		})
+	}
+}
+
+// TestDB_PartitionDropped drops the monthly partition that holds entries 4 to 6 (their capture
+// time moved a month back before sealing, so the chain over them is valid): the gap must be
+// reported as deleted at seq 4.
+func TestDB_PartitionDropped(t *testing.T) {
+	db, _ := testdb.New(t)
+	testdb.Exec(t, db, `SELECT audit.log_event('LOGIN', 'session', g::text) FROM generate_series(1, 10) g`)
+	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
+		UPDATE audit.pending SET occurred_at = occurred_at - interval '1 month' WHERE resource_id IN ('4', '5', '6'); COMMIT`)
+	testdb.Seal(t, db)
+	testdb.Exec(t, db, `DO $$ BEGIN
+		EXECUTE format('DROP TABLE audit.%I', 'events_' || to_char(now() AT TIME ZONE 'UTC' - interval '1 month', 'YYYY_MM'));
+	END $$`)
+	rep, err := verify.DB(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Intact() || rep.Problems[0].Seq != 4 || rep.Problems[0].Kind != verify.Deleted {
+		t.Fatalf("dropped partition: %+v", rep.Problems)
+	}
+}
+
+// TestDB_AwkwardValues verifies entries holding the values the canonical encoding finds awkward
+// (NULLs, quotes in column names, inet forms, tabs, multi-byte text), whose hashes PostgreSQL
+// computed: the COPY decoder must read them exactly as audit.canonical does.
+func TestDB_AwkwardValues(t *testing.T) {
+	db, _ := testdb.New(t)
+	testdb.Exec(t, db, `CREATE TABLE "odd ""table""" (id text PRIMARY KEY, "a,b" text, "NULL" text, "{x}" int, " " int, "päß" jsonb, pw text);
+		SELECT audit.enable('"odd ""table"""', '{pw}')`)
+	for _, s := range []string{
+		`INSERT INTO "odd ""table""" VALUES ('k1', 'x', NULL, 1, 2, '{"z": [1, 2.50], "a": "é"}', 'secret')`,
+		`SET pgtrail.actor_ip = '::ffff:10.0.0.1'; SET pgtrail.user_agent = E'tab\there'; SET pgtrail.tenant_id = '';
+		 UPDATE "odd ""table""" SET "a,b" = 'y', "NULL" = 'n', pw = 'other'; RESET ALL`,
+		`SET pgtrail.actor_ip = '10.0.0.0/8'; DELETE FROM "odd ""table"""; RESET ALL`,
+		`SET pgtrail.actor_ip = 'not an address'; SELECT audit.log_event('EXPORT', 'report', E'multi\nline', 'UNAUTHORIZED', '{"rows": 1e3}'); RESET ALL`,
+	} {
+		testdb.Exec(t, db, s)
+	}
+	testdb.Seal(t, db)
+	rep, err := verify.DB(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact() || rep.Entries < 6 {
+		t.Fatalf("awkward but untouched entries: %+v", rep)
+	}
+}
+
+// TestVerifier_DBSince runs incrementally from a checkpoint at seq 10 after 5 more entries: only
+// those are walked, the result agrees with a full run, and the checkpointed entry itself must be
+// unchanged.
+func TestVerifier_DBSince(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*pgxpool.Pool, *verify.Checkpoint) {
+		db := trail(t, 10)
+		rep, err := verify.DB(ctx, db)
+		if err != nil || !rep.Intact() || rep.Checkpoint == nil || rep.Checkpoint.Seq != 10 {
+			t.Fatalf("full run: %v %+v", err, rep)
+		}
+		testdb.Exec(t, db, `SELECT audit.log_event('LOGIN', 'session', g::text) FROM generate_series(11, 15) g`)
+		testdb.Seal(t, db)
+		return db, rep.Checkpoint
+	}
+	t.Run("AgreesWithFullRun", func(t *testing.T) {
+		db, cp := setup(t)
+		inc, err := (&verify.Verifier{Since: cp}).DB(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := verify.DB(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !inc.Intact() || inc.Entries != 5 || inc.FirstSeq != 11 || inc.LastSeq != 15 {
+			t.Fatalf("incremental run: %+v", inc)
+		}
+		if !full.Intact() || *full.Checkpoint != *inc.Checkpoint {
+			t.Fatalf("full run ends at %+v, incremental at %+v", full.Checkpoint, inc.Checkpoint)
+		}
+	})
+	cases := []struct {
+		name   string
+		tamper string
+		seq    int64
+		kind   verify.Kind
+	}{
+		// Tried: the checkpointed entry edited. Detected: it no longer matches the checkpoint.
+		{"CheckpointedEntryModified", `UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 10`, 10, verify.Modified},
+		// Tried: the checkpointed entry edited and rehashed, the next entry relinked. Detected:
+		// its hash is not the checkpoint's.
+		{"CheckpointedEntryRehashed", `UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 10;
+			UPDATE audit.events e SET entry_hash = sha256(e.prev_hash || audit.canonical(e)) WHERE seq = 10;
+			UPDATE audit.events SET prev_hash = (SELECT entry_hash FROM audit.events WHERE seq = 10) WHERE seq = 11;
+			UPDATE audit.events e SET entry_hash = sha256(e.prev_hash || audit.canonical(e)) WHERE seq = 11`, 10, verify.Modified},
+		// Tried: the checkpointed entry deleted. Detected: it is gone.
+		{"CheckpointedEntryDeleted", `DELETE FROM audit.events WHERE seq = 10`, 10, verify.Deleted},
+		// Tried: the tail cut back before the checkpoint, the chain head moved back with it.
+		// Detected: the checkpointed entry is gone.
+		{"TailTruncatedBeforeCheckpoint", `DELETE FROM audit.events WHERE seq >= 8;
+			UPDATE audit.chain_head SET seq = 7, entry_hash = (SELECT entry_hash FROM audit.events WHERE seq = 7)`, 10, verify.Deleted},
+		// Tried: an entry after the checkpoint edited. Detected as in a full run.
+		{"NewEntryModified", `UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 13`, 13, verify.Modified},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			db, cp := setup(t)
+			testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica; `+c.tamper+`; COMMIT`)
+			rep, err := (&verify.Verifier{Since: cp}).DB(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Intact() || rep.Problems[0].Seq != c.seq || rep.Problems[0].Kind != c.kind {
+				t.Fatalf("first problem: %+v; want seq %d %s", rep.Problems, c.seq, c.kind)
+			}
+		})
+	}
+	// An incremental run does not read what came before the checkpoint: an edit there is found
+	// by the next full run.
+	t.Run("OldEntryModifiedNeedsFullRun", func(t *testing.T) {
+		db, cp := setup(t)
+		testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica; UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 3; COMMIT`)
+		inc, err := (&verify.Verifier{Since: cp}).DB(ctx, db)
+		if err != nil || !inc.Intact() {
+			t.Fatalf("incremental run: %v %+v", err, inc)
+		}
+		full, err := verify.DB(ctx, db)
+		if err != nil || full.Intact() || full.Problems[0].Seq != 3 {
+			t.Fatalf("full run: %v %+v", err, full)
+		}
+	})
+}
+
+// TestDB_LoadedTrail loads a synthetic trail with verifytest.LoadDB (what the benchmarks use)
+// and verifies it: intact, so the loader writes what PostgreSQL hashes the same way.
+func TestDB_LoadedTrail(t *testing.T) {
+	db, _ := testdb.New(t)
+	conn, err := db.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if err := verifytest.LoadDB(context.Background(), conn.Conn(), verifytest.Events(3000, 500)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verify.DB(context.Background(), db)
+	if err != nil || !rep.Intact() || rep.Entries != 3000 {
+		t.Fatalf("loaded trail: %v %+v", err, rep)
+	}
+}
+
+// TestCopyQuery_InetText checks what the COPY that DB reads with relies on: abbrev(inet) prints
+// every address as inet's output function does (which audit.canonical hashes, through format).
+// Were it to differ, entries would be reported modified.
+func TestCopyQuery_InetText(t *testing.T) {
+	db, _ := testdb.New(t)
+	rows, err := db.Query(context.Background(), `
+	WITH v(x) AS (SELECT unnest(ARRAY['10.0.0.1', '10.0.0.1/32', '10.0.0.0/8', '10.1.2.3/8', '0.0.0.0/0', '255.255.255.255',
+	    '::1', '::', '::/0', '::ffff:10.0.0.1', '::ffff:10.0.0.1/128', '::10.0.0.1', '::ffff:0:10.0.0.1', 'fe80::1/64',
+	    '2001:db8::1', '2001:db8:0:0:1:0:0:1', '2001:0:0:1::1', '1:0:0:0:0:0:0:8', '0:0:0:0:0:ffff:1.2.3.4/120', '1::',
+	    '::2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8/127', '192.168.1.5/24', '::ffff:1.2.3.4/96', '1:2::3:4/32']::inet[])
+	  UNION ALL SELECT ('10.' || a || '.' || b || '.1/' || (a % 33))::inet FROM generate_series(0, 255) a, generate_series(0, 10) b
+	  UNION ALL SELECT (to_hex(a) || ':0:' || to_hex(b) || '::' || to_hex(a * b) || '/' || (a % 129))::inet
+	    FROM generate_series(0, 300) a, generate_series(0, 3) b)
+	SELECT format('%s', x), abbrev(x) FROM v WHERE format('%s', x) IS DISTINCT FROM abbrev(x)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var out, abbrev string
+		if err := rows.Scan(&out, &abbrev); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("inet output %q, abbrev %q", out, abbrev)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDB_Streams verifies a trail long enough to be read in several chunks by parallel COPY
+// streams, intact and then with damage at a chunk boundary and inside a later chunk: the same
+// report as with one stream.
+func TestDB_Streams(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testdb.New(t)
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
+		t.Fatal(err)
+	}
+	for _, streams := range []int{1, 3} {
+		rep, err := (&verify.Verifier{DBStreams: streams}).DB(ctx, db)
+		if err != nil || !rep.Intact() || rep.Entries != 20000 || rep.Checkpoint.Seq != 20000 || rep.Streams != streams {
+			t.Fatalf("%d streams: %v %+v", streams, err, rep)
+		}
+	}
+	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
+		DELETE FROM audit.events WHERE seq = 8193; UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 16500; COMMIT`)
+	for _, streams := range []int{1, 3} {
+		rep, err := (&verify.Verifier{DBStreams: streams}).DB(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Problems) != 2 || rep.Problems[0].Seq != 8193 || rep.Problems[0].Kind != verify.Deleted ||
+			rep.Problems[1].Seq != 16500 || rep.Problems[1].Kind != verify.Modified || rep.Entries != 19999 {
+			t.Errorf("%d streams: %+v", streams, rep.Problems)
+		}
 	}
 }

@@ -34,7 +34,7 @@ var commands = map[string]command{
 	"status":     {"show audited tables, chain head, pending entries and partitions", runStatus},
 	"seal":       {"chain committed entries into audit.events (loop, or --once)", runSeal},
 	"stream":     {"archive the trail over logical replication as Parquet (file:// or Object-Locked s3://)", runStream},
-	"verify":     {"recompute the hash chain: verify db", runVerify},
+	"verify":     {"verify the trail: verify db | archive URL --public-key KEY | all URL --public-key KEY (--since-checkpoint)", runVerify},
 	"version":    {"print the pgtrail version", runVersion},
 	"keygen":     {"create an ed25519 key pair for signing archive digests: keygen --out PATH", runKeygen},
 	"archive":    {"prepare an S3 bucket: archive init s3://bucket/prefix (Object Lock, retention, Glacier lifecycle)", runArchive},

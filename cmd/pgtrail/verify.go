@@ -2,69 +2,391 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/retention"
 	"github.com/pgtrail/pgtrail/verify"
 )
 
+const verifyUsage = "verify db | verify archive ARCHIVE_URL --public-key KEY | verify all [ARCHIVE_URL] --public-key KEY [flags]"
+
+// verifyFlags are verify's flags.
+type verifyFlags struct {
+	db                   dbFlags
+	archive              string
+	endpoint, region     string
+	publicKey            string
+	json                 bool
+	since                bool
+	checkpointFile       string
+	signingKey           string
+	archiveLag           time.Duration
+	webhook              string
+	alertTimeout         time.Duration
+	alertRetries         int
+	noRecord             bool
+	workers, dbStreams   int
+	scope, archiveURL    string
+	pub                  ed25519.PublicKey
+	key                  ed25519.PrivateKey
+	useDB, checkpointsDB bool
+}
+
 func runVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify", "verify db [--json]")
-	var db dbFlags
-	db.register(fs)
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs := newFlagSet(e, "verify", verifyUsage)
+	var f verifyFlags
+	f.db.register(fs)
+	fs.StringVar(&f.archive, "archive", "", "verify all: the archive URL (or give it as the argument): file:///dir or s3://bucket/prefix")
+	fs.StringVar(&f.endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
+	fs.StringVar(&f.region, "region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
+	fs.StringVar(&f.publicKey, "public-key", "", "ed25519 public key the archive's digests (and retention's chain anchors) are signed with (the .pub file of pgtrail keygen)")
+	fs.BoolVar(&f.json, "json", false, "print the report as JSON")
+	fs.BoolVar(&f.since, "since-checkpoint", false, "start from the last verified checkpoint (needs --signing-key); a full run when there is none yet")
+	fs.StringVar(&f.checkpointFile, "checkpoint-file", "", "keep the checkpoint in this file instead of the trail's VERIFY events")
+	fs.StringVar(&f.signingKey, "signing-key", "", "ed25519 private key that signs checkpoints (pgtrail keygen); an intact run then leaves one")
+	fs.DurationVar(&f.archiveLag, "archive-lag", verify.DefaultArchiveLag, "verify all: database entries older than this must be in the archive")
+	fs.StringVar(&f.webhook, "alert-webhook", "", "POST a JSON alert to this URL when the run finds tampering or cannot verify (default: $PGTRAIL_ALERT_WEBHOOK)")
+	fs.DurationVar(&f.alertTimeout, "alert-timeout", 10*time.Second, "timeout of each webhook attempt")
+	fs.IntVar(&f.alertRetries, "alert-retries", 3, "webhook retries after a failed attempt (backoff 1s, 2s, 4s, ...)")
+	fs.BoolVar(&f.noRecord, "no-record", false, "do not record the run as a VERIFY audit event (e.g. on a read-only standby)")
+	fs.IntVar(&f.workers, "workers", 0, "goroutines hashing and reading the archive (0: one per CPU, at least 4 for the archive)")
+	fs.IntVar(&f.dbStreams, "db-streams", verify.DefaultDBStreams, "connections reading audit.events at once, in one snapshot")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || pos[0] != "db" {
-		fs.Usage()
-		return notRun(fmt.Errorf("expected: verify db"))
+	if f.webhook == "" {
+		f.webhook = e.getenv("PGTRAIL_ALERT_WEBHOOK")
 	}
-	conn, err := db.connect(ctx, e)
-	if err != nil {
+	if err := f.resolve(e, pos); err != nil {
+		fs.Usage()
 		return err
 	}
-	defer conn.Close(ctx)
-	rep, err := verify.DB(ctx, conn)
-	if err != nil {
-		// Whatever stopped the check, the chain's state is unknown: "could not verify".
-		return notRun(err)
+	return f.run(ctx, e)
+}
+
+// resolve checks the arguments and loads the keys; every mistake is "could not run".
+func (f *verifyFlags) resolve(e *env, pos []string) error {
+	usage := notRun(errors.New("expected: " + verifyUsage))
+	if len(pos) == 0 {
+		return usage
 	}
-	if *asJSON {
-		out := struct {
-			*verify.Report
-			Intact bool `json:"intact"`
-		}{rep, rep.Intact()}
-		if err := json.NewEncoder(e.stdout).Encode(out); err != nil {
-			return notRun(err)
+	f.scope = pos[0]
+	switch {
+	case f.scope == "db" && len(pos) == 1:
+	case f.scope == "archive" && len(pos) == 2:
+		f.archiveURL = pos[1]
+	case f.scope == "all" && len(pos) <= 2:
+		f.archiveURL = f.archive
+		if len(pos) == 2 {
+			f.archiveURL = pos[1]
 		}
-	} else {
-		printReport(e, rep)
+		if f.archiveURL == "" {
+			return notRun(errors.New("verify all needs the archive: verify all ARCHIVE_URL, or --archive"))
+		}
+	default:
+		return usage
 	}
-	if !rep.Intact() {
-		return &exitError{code: exitFailed}
+	var err error
+	if f.scope != "db" && f.publicKey == "" {
+		return notRun(fmt.Errorf("verify %s needs --public-key (the .pub file of the key the stream signs with)", f.scope))
+	}
+	if f.publicKey != "" {
+		if f.pub, err = archive.LoadPublicKey(f.publicKey); err != nil {
+			return notRun(fmt.Errorf("--public-key: %w", err))
+		}
+	}
+	if f.signingKey != "" {
+		if f.key, err = archive.LoadPrivateKey(f.signingKey); err != nil {
+			return notRun(fmt.Errorf("--signing-key: %w", err))
+		}
+	}
+	// verify archive reads the database only when one is named: it records the run there and
+	// may keep its checkpoint there.
+	f.useDB = f.scope != "archive" || f.db.url != "" || e.getenv("DATABASE_URL") != ""
+	f.checkpointsDB = f.checkpointFile == "" && f.useDB
+	switch {
+	case f.since && f.key == nil:
+		return notRun(errors.New("--since-checkpoint needs --signing-key: checkpoints are signed, and checked before they are trusted"))
+	case f.since && f.checkpointFile == "" && !f.useDB:
+		return notRun(errors.New("--since-checkpoint: verify archive without a database keeps its checkpoint in --checkpoint-file"))
+	case f.noRecord && f.key != nil && f.checkpointFile == "":
+		return notRun(errors.New("--no-record leaves nowhere to keep the checkpoint: add --checkpoint-file"))
 	}
 	return nil
 }
 
-func printReport(e *env, rep *verify.Report) {
-	if rep.Intact() {
-		fmt.Fprintf(e.stdout, "intact: %d entries (seq %d..%d), head %s, %.0f entries/s",
-			rep.Entries, rep.FirstSeq, rep.LastSeq, shortHash(rep.HeadHash), rep.EntriesPerS)
-		if rep.Unsealed > 0 {
-			fmt.Fprintf(e.stdout, "; %d entries not sealed yet", rep.Unsealed)
+func (f *verifyFlags) run(ctx context.Context, e *env) error {
+	var conn *pgx.Conn
+	if f.useDB {
+		var err error
+		if conn, err = f.db.connect(ctx, e); err != nil {
+			return err
 		}
-		fmt.Fprintln(e.stdout)
+		defer conn.Close(context.WithoutCancel(ctx))
+	}
+	var sink archive.Sink
+	if f.scope != "db" {
+		af := archiveFlags{url: f.archiveURL, endpoint: f.endpoint, region: f.region, retention: "0"}
+		var err error
+		if sink, err = af.open(ctx); err != nil {
+			return f.fail(ctx, e, conn, err)
+		}
+	}
+	v := &verify.Verifier{ArchiveLag: f.archiveLag, Workers: f.workers, DBStreams: f.dbStreams}
+	if f.scope != "archive" {
+		pruned, err := prunedPrefix(ctx, conn, f.pub)
+		if err != nil {
+			return f.fail(ctx, e, conn, err)
+		}
+		v.Pruned = pruned
+	}
+	if f.since {
+		cp, err := f.loadCheckpoint(ctx, conn)
+		if err != nil {
+			return f.fail(ctx, e, conn, err)
+		}
+		if cp == nil {
+			fmt.Fprintln(e.stderr, "pgtrail verify: no checkpoint yet: verifying everything")
+		}
+		v.Since = cp
+	}
+	if bar := newProgressBar(e.stderr, f.scope); bar != nil && !f.json {
+		v.Progress = bar.update
+		defer bar.clear()
+	}
+	var rep *verify.Report
+	var err error
+	switch f.scope {
+	case "db":
+		rep, err = v.DB(ctx, conn)
+	case "archive":
+		rep, err = v.Archive(ctx, sink, f.pub)
+	default:
+		rep, err = v.All(ctx, conn, sink, f.pub)
+	}
+	if err != nil {
+		// Whatever stopped the check, the trail's state is unknown: "could not verify".
+		return f.fail(ctx, e, conn, err)
+	}
+	var cp *verify.Checkpoint
+	var notes []string
+	if rep.Intact() && f.key != nil && rep.Checkpoint != nil {
+		c := *rep.Checkpoint
+		c.Archive = f.archiveURL
+		c.VerifiedAt = rep.StartedAt
+		c.Sign(f.key)
+		cp = &c
+		rep.Checkpoint = cp
+		if f.checkpointFile != "" {
+			if err := verify.WriteCheckpointFile(f.checkpointFile, cp); err != nil {
+				notes = append(notes, err.Error())
+			}
+		}
+	}
+	if f.record() {
+		if _, err := verify.Record(ctx, conn, f.runRecord(rep, nil, cp)); err != nil {
+			notes = append(notes, err.Error())
+		}
+	}
+	if err := f.print(e, rep); err != nil {
+		notes = append(notes, err.Error())
+	}
+	if !rep.Intact() {
+		f.alert(ctx, e, verify.NewAlert(f.scope, f.archiveURL, hostname(), rep, nil))
+		for _, n := range notes {
+			fmt.Fprintf(e.stderr, "pgtrail verify: %s\n", oneLine(errors.New(n)))
+		}
+		return &exitError{code: exitFailed}
+	}
+	if len(notes) > 0 {
+		// Intact, but the run is not complete without its record or its checkpoint.
+		err := fmt.Errorf("the trail is intact, but %s", strings.Join(notes, "; "))
+		f.alert(ctx, e, verify.NewAlert(f.scope, f.archiveURL, hostname(), nil, err))
+		return notRun(err)
+	}
+	return nil
+}
+
+// record reports whether the run is recorded as a VERIFY event.
+func (f *verifyFlags) record() bool { return f.useDB && !f.noRecord }
+
+// fail ends a run that could not verify: recorded (when the database answers), reported, alerted,
+// exit 2.
+func (f *verifyFlags) fail(ctx context.Context, e *env, conn *pgx.Conn, err error) error {
+	if f.record() && conn != nil && !conn.IsClosed() {
+		if _, rerr := verify.Record(ctx, conn, f.runRecord(nil, err, nil)); rerr != nil {
+			err = fmt.Errorf("%w (and the run could not be recorded: %v)", err, rerr)
+		}
+	}
+	if f.json {
+		out := map[string]any{"scope": f.scope, "intact": false, "result": "could_not_verify", "error": oneLine(err)}
+		json.NewEncoder(e.stdout).Encode(out)
+	}
+	f.alert(ctx, e, verify.NewAlert(f.scope, f.archiveURL, hostname(), nil, err))
+	return notRun(err)
+}
+
+func (f *verifyFlags) runRecord(rep *verify.Report, err error, cp *verify.Checkpoint) verify.Run {
+	return verify.Run{Scope: f.scope, Archive: f.archiveURL, Report: rep, Err: err, Checkpoint: cp,
+		Host: hostname(), OSUser: osUser()}
+}
+
+// prunedPrefix returns where the chain in the database starts when retention pruned its oldest
+// entries (audit.chain_anchors), after checking every anchor's signature with pub (the archive's
+// key) and that each continues the one before; nil when nothing was pruned.
+func prunedPrefix(ctx context.Context, conn *pgx.Conn, pub ed25519.PublicKey) (*verify.PrunedPrefix, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('audit.chain_anchors') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read chain anchors: %w", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	anchors, err := retention.LoadAnchors(ctx, conn)
+	if err != nil || len(anchors) == 0 {
+		return nil, err
+	}
+	if pub == nil {
+		return nil, errors.New("the database was pruned (audit.chain_anchors): give the archive's --public-key, which checks where its chain now starts")
+	}
+	next := int64(1)
+	for _, a := range anchors {
+		if err := a.Verify(pub); err != nil {
+			return nil, err
+		}
+		if a.FirstSeq != next {
+			return nil, fmt.Errorf("chain anchor seq %d starts its range at seq %d, want %d: an anchor is missing", a.Seq, a.FirstSeq, next)
+		}
+		next = a.Seq + 1
+	}
+	last := anchors[len(anchors)-1]
+	h, err := last.EntryHashBytes()
+	if err != nil {
+		return nil, err
+	}
+	return &verify.PrunedPrefix{Seq: last.Seq, EntryHash: h}, nil
+}
+
+// loadCheckpoint returns the checkpoint to start from, its signature checked, or nil when there
+// is none yet.
+func (f *verifyFlags) loadCheckpoint(ctx context.Context, conn *pgx.Conn) (*verify.Checkpoint, error) {
+	var cp *verify.Checkpoint
+	var err error
+	if f.checkpointFile != "" {
+		cp, err = verify.ReadCheckpointFile(f.checkpointFile)
+	} else {
+		cp, err = verify.LatestCheckpoint(ctx, conn, f.scope, f.archiveURL)
+	}
+	if err != nil || cp == nil {
+		return nil, err
+	}
+	if err := cp.Verify(f.key.Public().(ed25519.PublicKey)); err != nil {
+		return nil, err
+	}
+	if err := cp.Matches(f.scope, f.archiveURL); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+func (f *verifyFlags) alert(ctx context.Context, e *env, a verify.Alert) {
+	if f.webhook == "" {
 		return
 	}
-	fmt.Fprintf(e.stdout, "TAMPERING DETECTED: %d problem(s) in %d entries\n", len(rep.Problems), rep.Entries)
+	w := &verify.Webhook{URL: f.webhook, Timeout: f.alertTimeout, Retries: f.alertRetries}
+	if f.alertRetries == 0 {
+		w.Retries = -1
+	}
+	if err := w.Send(context.WithoutCancel(ctx), a); err != nil {
+		fmt.Fprintf(e.stderr, "pgtrail verify: %s\n", oneLine(err))
+	}
+}
+
+func (f *verifyFlags) print(e *env, rep *verify.Report) error {
+	if f.json {
+		result := "tampered"
+		if rep.Intact() {
+			result = "intact"
+		}
+		out := struct {
+			*verify.Report
+			Intact bool   `json:"intact"`
+			Result string `json:"result"`
+		}{rep, rep.Intact(), result}
+		return json.NewEncoder(e.stdout).Encode(out)
+	}
+	printReport(e, rep)
+	return nil
+}
+
+func printReport(e *env, rep *verify.Report) {
+	w := e.stdout
+	if rep.Intact() {
+		fmt.Fprintf(w, "intact: %s", summary(rep))
+		if rep.Since != nil {
+			fmt.Fprintf(w, " since checkpoint seq %d", rep.Since.Seq)
+		}
+		fmt.Fprintln(w)
+		for _, part := range []*verify.Report{rep.DB, rep.Archive} {
+			if part != nil {
+				fmt.Fprintf(w, "  %s: %s\n", part.Scope, summary(part))
+			}
+		}
+		if rep.CrossChecked > 0 {
+			fmt.Fprintf(w, "  cross-checked %d archived entries against the database\n", rep.CrossChecked)
+		}
+		if rep.Unsealed > 0 {
+			fmt.Fprintf(w, "  %d entries not sealed yet\n", rep.Unsealed)
+		}
+		if rep.InProgress != "" {
+			fmt.Fprintf(w, "  batch %s is being archived: not verified yet\n", rep.InProgress)
+		}
+		return
+	}
+	fmt.Fprintf(w, "TAMPERING DETECTED: %d problem(s) in %d entries\n", len(rep.Problems), rep.Entries)
 	for _, p := range rep.Problems {
-		fmt.Fprintf(e.stdout, "  seq %d: %s: %s\n", p.Seq, p.Kind, p.Detail)
+		kind := strings.ReplaceAll(string(p.Kind), "_", " ")
+		where := ""
+		if p.Source != "" && rep.Scope == "all" {
+			where = string(p.Source) + ": "
+		}
+		if p.Key != "" {
+			fmt.Fprintf(w, "  %sseq %d: %s: %s [%s]\n", where, p.Seq, kind, p.Detail, p.Key)
+		} else {
+			fmt.Fprintf(w, "  %sseq %d: %s: %s\n", where, p.Seq, kind, p.Detail)
+		}
 	}
 	if rep.Truncated {
-		fmt.Fprintln(e.stdout, "  (more problems not shown)")
+		fmt.Fprintln(w, "  (more problems not shown)")
 	}
+}
+
+// summary is one line about what a check covered.
+func summary(rep *verify.Report) string {
+	s := fmt.Sprintf("%d entries", rep.Entries)
+	if rep.Entries > 0 {
+		s += fmt.Sprintf(" (seq %d..%d)", rep.FirstSeq, rep.LastSeq)
+	}
+	if rep.Scope == "db" || rep.Scope == "all" {
+		s += fmt.Sprintf(", head %s", shortHash(rep.HeadHash))
+	}
+	if rep.Scope == "archive" || rep.Scope == "all" {
+		s += fmt.Sprintf(", %d batches, %d files, %d digests", rep.Batches, rep.Files, rep.Digests)
+	}
+	return s + fmt.Sprintf(", %.0f entries/s", rep.EntriesPerS)
 }
 
 func shortHash(h string) string {
@@ -72,4 +394,90 @@ func shortHash(h string) string {
 		return h[:16]
 	}
 	return h
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// progressBar draws progress, rate and ETA on a terminal's last line, at most 5 times a second,
+// from one second into the run on.
+type progressBar struct {
+	w     io.Writer
+	scope string
+	mu    sync.Mutex
+	start time.Time
+	last  time.Time
+	parts map[string]verify.Progress
+	shown bool
+}
+
+// newProgressBar returns a bar on w, or nil when w is not a terminal.
+func newProgressBar(w io.Writer, scope string) *progressBar {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return &progressBar{w: w, scope: scope, start: time.Now(), parts: map[string]verify.Progress{}}
+}
+
+func (b *progressBar) update(p verify.Progress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.parts[p.Scope] = p
+	now := time.Now()
+	if now.Sub(b.start) < time.Second || now.Sub(b.last) < 200*time.Millisecond {
+		return
+	}
+	b.last = now
+	var done, total int64
+	for _, p := range b.parts {
+		done += p.Done
+		total += p.Total
+	}
+	rate := float64(done) / now.Sub(b.start).Seconds()
+	const width = 30
+	frac := 0.0
+	if total > 0 {
+		frac = min(float64(done)/float64(total), 1)
+	}
+	filled := int(frac * width)
+	eta := "?"
+	if rate > 0 && total >= done {
+		eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	fmt.Fprintf(b.w, "\r\033[Kverify %s [%s%s] %3.0f%%  %s/%s entries  %s entries/s  ETA %s",
+		b.scope, strings.Repeat("#", filled), strings.Repeat(".", width-filled), 100*frac,
+		count(done), count(total), count(int64(rate)), eta)
+	b.shown = true
+}
+
+func (b *progressBar) clear() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.shown {
+		fmt.Fprint(b.w, "\r\033[K")
+	}
+}
+
+// count prints n as 950, 12.3k, 4.56M.
+func count(n int64) string {
+	switch {
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e4:
+		return fmt.Sprintf("%.1fk", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
 }

@@ -1,0 +1,608 @@
+package verify
+
+import (
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgtrail/pgtrail/archive"
+)
+
+// ErrWrongKey is returned when the archive has digests but none verifies with the public key:
+// the key given is not the one the archive was signed with (or every digest was re-signed by
+// someone else). Either way the archive could not be verified.
+var ErrWrongKey = errors.New("no digest of the archive verifies with the public key")
+
+// Archive verifies the archive in sink against pub with the zero Verifier.
+func Archive(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey) (*Report, error) {
+	return (&Verifier{}).Archive(ctx, sink, pub)
+}
+
+// Archive verifies the archive in sink: every digest's signature (pub), each data file against
+// its digest (SHA-256 of the bytes, rows, first and last seq and entry hash), the digests chained
+// without gaps by prev_digest_signature, one digest per data file and one data file per digest,
+// batches contiguous, each entry's hash recomputed from the Parquet rows and every entry linked
+// to the one before it in seq order across files. With v.Since, the batches up to the checkpoint
+// are only checked by their keys (present, counted, contiguous) and the checkpointed digest must
+// be unchanged; the content of the later batches is verified in full.
+//
+// A last batch whose digests are not all written yet is the stream daemon at work: it is left
+// out and named in Report.InProgress. An error means the archive could not be verified (storage
+// unreachable, ErrWrongKey); damage is reported in the Report.
+func (v *Verifier) Archive(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey) (*Report, error) {
+	rep := &Report{Scope: "archive", StartedAt: time.Now(), Since: v.Since}
+	l, err := listArchive(ctx, sink)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.walkArchive(ctx, sink, pub, l, rep, nil); err != nil {
+		return nil, err
+	}
+	rep.finish()
+	return rep, nil
+}
+
+// batchKeys is one batch as the sink lists it.
+type batchKeys struct {
+	first, last int64
+	data        []string // data file keys, sorted
+	digests     []digestRef
+}
+
+type digestRef struct {
+	key string
+	n   int
+}
+
+func (b *batchKeys) String() string { return fmt.Sprintf("%d-%d", b.first, b.last) }
+
+// listing is what the sink holds, by batch, in seq order.
+type listing struct {
+	batches    []*batchKeys
+	digestKeys map[string]bool
+	unexpected []string
+}
+
+// listArchive lists the archive. Digests are listed before data files: a batch the stream daemon
+// completes in between then shows all its files and only some digests, and counts as in
+// progress, instead of showing digests for files that seem not to exist.
+func listArchive(ctx context.Context, sink archive.Sink) (*listing, error) {
+	digestKeys, err := sink.List(ctx, archive.DigestsPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list archive: %w", err)
+	}
+	dataKeys, err := sink.List(ctx, archive.EventsPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list archive: %w", err)
+	}
+	l := &listing{digestKeys: make(map[string]bool, len(digestKeys))}
+	byRange := map[[2]int64]*batchKeys{}
+	get := func(first, last int64) *batchKeys {
+		b := byRange[[2]int64{first, last}]
+		if b == nil {
+			b = &batchKeys{first: first, last: last}
+			byRange[[2]int64{first, last}] = b
+			l.batches = append(l.batches, b)
+		}
+		return b
+	}
+	for _, k := range digestKeys {
+		first, last, n, ok := archive.ParseDigestKey(k)
+		if !ok {
+			l.unexpected = append(l.unexpected, k)
+			continue
+		}
+		l.digestKeys[k] = true
+		b := get(first, last)
+		b.digests = append(b.digests, digestRef{key: k, n: n})
+	}
+	for _, k := range dataKeys {
+		first, last, ok := archive.ParseDataKey(k)
+		if !ok {
+			l.unexpected = append(l.unexpected, k)
+			continue
+		}
+		b := get(first, last)
+		b.data = append(b.data, k)
+	}
+	slices.SortFunc(l.batches, func(a, b *batchKeys) int {
+		return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.last, b.last))
+	})
+	for _, b := range l.batches {
+		slices.Sort(b.data)
+		slices.SortFunc(b.digests, func(x, y digestRef) int { return cmp.Compare(x.n, y.n) })
+	}
+	return l, nil
+}
+
+// batchJob is one batch's verification: fetched, decoded and hashed by a worker, then checked in
+// order by walkArchive.
+type batchJob struct {
+	keys  *batchKeys
+	ready chan struct{}
+
+	ents         []entry
+	digests      []archive.Digest // the batch's readable digests, by index
+	problems     []Problem
+	sigOK, sigNo int
+	files, bytes int64
+	err          error // the batch could not be read
+}
+
+// walkArchive verifies the listed archive into rep. When cross is set, it also receives every
+// checked entry after the checkpoint, in seq order.
+func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey, l *listing,
+	rep *Report, cross func([]entry) error) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("verify archive: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	add := func(p Problem) {
+		p.Source = SourceArchive
+		rep.add(p)
+	}
+	for _, k := range l.unexpected {
+		add(Problem{Kind: Inserted, Key: k, Detail: "an object that is neither a data file nor a digest"})
+	}
+	batches := l.batches
+	if n := len(batches); n > 0 {
+		if last := batches[n-1]; len(last.data) > 0 && len(last.digests) < len(last.data) {
+			rep.InProgress = last.String()
+			batches = batches[:n-1]
+		}
+	}
+	c := newChecker(rep, SourceArchive)
+	var prevBatch *batchKeys
+	var prevDigestKey, prevDigestSig string
+	start := 0
+	sigOK, sigNo := 0, 0
+	if cp := v.Since; cp != nil {
+		var ok bool
+		var err error
+		start, ok, err = v.checkArchiveAnchor(ctx, sink, pub, batches, cp, add)
+		if err != nil {
+			return err
+		}
+		if ok {
+			sigOK++
+		}
+		h, err := cp.hash()
+		if err != nil {
+			return err
+		}
+		c.anchor(cp.Seq, h)
+		prevDigestKey, prevDigestSig = cp.DigestKey, cp.DigestSignature
+		if start > 0 {
+			prevBatch = batches[start-1]
+		}
+		for _, b := range batches[:start] {
+			rep.Batches++
+			rep.Files += int64(len(b.data))
+			rep.Digests += int64(len(b.digests))
+		}
+	}
+	// The batches before the checkpoint: their keys only.
+	var before *batchKeys
+	for _, b := range batches[:start] {
+		checkContiguous(before, b, add)
+		checkCounts(b, add)
+		before = b
+	}
+	if start == 0 && len(batches) > 0 && v.Since == nil && batches[0].first != 1 {
+		add(Problem{Seq: 1, Kind: Deleted, Detail: fmt.Sprintf("the archive starts at seq %d: seq 1 to %d are gone", batches[0].first, batches[0].first-1)})
+	}
+
+	var total int64
+	for _, b := range batches[start:] {
+		total += b.last - b.first + 1
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	workers := v.workers(4)
+	work := make(chan *batchJob)
+	order := make(chan *batchJob, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			h, dec := newHasher(cross != nil), &parquetDecoder{}
+			for j := range work {
+				v.runBatch(ctx, sink, pub, j, h, dec)
+				j.ready <- struct{}{}
+			}
+		})
+	}
+	go func() {
+		defer close(work)
+		defer close(order)
+		for _, b := range batches[start:] {
+			j := &batchJob{keys: b, ready: make(chan struct{}, 1)}
+			select {
+			case order <- j: // bounds the batches in flight
+			case <-ctx.Done():
+				return
+			}
+			work <- j
+		}
+	}()
+
+	var err error
+	for j := range order {
+		<-j.ready
+		if err != nil {
+			continue
+		}
+		if j.err != nil {
+			err = j.err
+			cancel(err)
+			continue
+		}
+		b := j.keys
+		rep.Batches++
+		rep.Files += j.files
+		rep.Digests += int64(len(j.digests))
+		rep.Bytes += j.bytes
+		sigOK += j.sigOK
+		sigNo += j.sigNo
+		checkContiguous(prevBatch, b, add)
+		prevBatch = b
+		for _, p := range j.problems {
+			add(p)
+		}
+		for _, d := range j.digests {
+			if d.PrevDigestKey != prevDigestKey || d.PrevDigestSignature != prevDigestSig {
+				add(brokenDigestLink(d, prevDigestKey, l))
+			}
+			prevDigestKey, prevDigestSig = d.Key, d.Signature
+		}
+		for i := range j.ents {
+			c.next(&j.ents[i])
+		}
+		v.progress("archive", rep.Entries, total)
+		if cross != nil && len(j.ents) > 0 {
+			if err = cross(j.ents); err != nil {
+				cancel(err)
+			}
+		}
+		putEntries(j.ents)
+		j.ents = nil
+	}
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(rep.Problems, func(a, b Problem) int { return cmp.Compare(a.Seq, b.Seq) })
+	if sigOK == 0 && sigNo > 0 {
+		return fmt.Errorf("verify archive: %w (%d digests): wrong --public-key, or every digest was re-signed", ErrWrongKey, sigNo)
+	}
+	if rep.Intact() && len(batches) > 0 {
+		last := batches[len(batches)-1]
+		var files int64
+		for _, b := range batches {
+			files += int64(len(b.data))
+		}
+		rep.Checkpoint = &Checkpoint{Version: CheckpointVersion, Scope: "archive", Seq: last.last,
+			EntryHash: hex.EncodeToString(c.prevHash[:]), DigestKey: prevDigestKey,
+			DigestSignature: prevDigestSig, Files: files}
+	}
+	return nil
+}
+
+// checkArchiveAnchor checks what an incremental run relies on: the checkpointed batch and digest
+// are still there and unchanged, and the batches up to it hold as many data files as they did.
+// It returns the index of the first batch after the checkpoint, and whether the checkpointed
+// digest's signature verified.
+func (v *Verifier) checkArchiveAnchor(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey,
+	batches []*batchKeys, cp *Checkpoint, add func(Problem)) (int, bool, error) {
+	when := cp.VerifiedAt.Format(time.RFC3339)
+	start := len(batches)
+	var files int64
+	found := false
+	for i, b := range batches {
+		if b.last > cp.Seq {
+			start = i
+			break
+		}
+		files += int64(len(b.data))
+		found = found || b.last == cp.Seq
+	}
+	switch {
+	case len(batches) == 0 || batches[len(batches)-1].last < cp.Seq:
+		end := int64(0)
+		if len(batches) > 0 {
+			end = batches[len(batches)-1].last
+		}
+		add(Problem{Seq: end + 1, Kind: Deleted, Detail: fmt.Sprintf("the archive ends at seq %d, but it held seq up to %d when verified %s: its tail was removed", end, cp.Seq, when)})
+	case !found:
+		add(Problem{Seq: cp.Seq, Kind: Deleted, Detail: fmt.Sprintf("no batch ends at the checkpointed seq %d any more (verified %s)", cp.Seq, when)})
+	}
+	if files != cp.Files {
+		kind := Deleted
+		if files > cp.Files {
+			kind = Inserted
+		}
+		add(Problem{Seq: cp.Seq, Kind: kind, Detail: fmt.Sprintf("the batches up to seq %d hold %d data files; they held %d when verified %s", cp.Seq, files, cp.Files, when)})
+	}
+	data, err := sink.Get(ctx, cp.DigestKey)
+	if errors.Is(err, archive.ErrNotFound) {
+		add(Problem{Seq: cp.Seq, Kind: Deleted, Key: cp.DigestKey, Detail: fmt.Sprintf("the checkpointed digest (verified %s) is gone", when)})
+		return start, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read checkpointed digest: %w", err)
+	}
+	d, err := archive.ParseDigest(data)
+	if err != nil {
+		add(Problem{Seq: cp.Seq, Kind: Modified, Key: cp.DigestKey, Detail: fmt.Sprintf("the checkpointed digest is unreadable: %v", err)})
+		return start, false, nil
+	}
+	d.Key = cp.DigestKey
+	sigErr := archive.VerifyDigest(d, pub)
+	if sigErr != nil || d.Signature != cp.DigestSignature {
+		add(Problem{Seq: cp.Seq, Kind: Modified, Key: cp.DigestKey, Detail: fmt.Sprintf("the checkpointed digest changed since it was verified %s", when)})
+	}
+	return start, sigErr == nil, nil
+}
+
+// checkContiguous reports a gap or an overlap between consecutive batches.
+func checkContiguous(prev, b *batchKeys, add func(Problem)) {
+	if prev == nil {
+		return
+	}
+	switch {
+	case b.first > prev.last+1:
+		add(Problem{Seq: prev.last + 1, Kind: Deleted, Detail: fmt.Sprintf("no batch holds seq %d to %d: their data files and digests are gone", prev.last+1, b.first-1)})
+	case b.first <= prev.last:
+		add(Problem{Seq: b.first, Kind: Inserted, Detail: fmt.Sprintf("batch %s overlaps batch %s", b, prev)})
+	}
+}
+
+// checkCounts checks a batch by its keys alone: digests 0..n-1, one per data file.
+func checkCounts(b *batchKeys, add func(Problem)) {
+	for i, d := range b.digests {
+		if d.n != i {
+			add(Problem{Seq: b.first, Kind: Deleted, Key: archive.DigestKey(b.first, b.last, i), Detail: fmt.Sprintf("digest %d of batch %s is gone", i, b)})
+			break
+		}
+	}
+	switch {
+	case len(b.data) == 0:
+		add(Problem{Seq: b.first, Kind: Deleted, Detail: fmt.Sprintf("batch %s has %d digests but its data files are gone", b, len(b.digests))})
+	case len(b.digests) > len(b.data):
+		add(Problem{Seq: b.first, Kind: Deleted, Detail: fmt.Sprintf("batch %s has %d digests for %d data files: data files are gone", b, len(b.digests), len(b.data))})
+	case len(b.digests) < len(b.data):
+		add(Problem{Seq: b.first, Kind: Deleted, Detail: fmt.Sprintf("batch %s has %d data files but %d digests: digests are gone", b, len(b.data), len(b.digests))})
+	}
+}
+
+// brokenDigestLink describes a digest that does not chain to the one before it.
+func brokenDigestLink(d archive.Digest, prevKey string, l *listing) Problem {
+	p := Problem{Seq: d.FirstSeq, Key: d.Key}
+	switch {
+	case d.PrevDigestKey != prevKey && d.PrevDigestKey != "" && !l.digestKeys[d.PrevDigestKey]:
+		p.Kind = Deleted
+		p.Detail = fmt.Sprintf("the digest it chains to, %s, is gone", d.PrevDigestKey)
+	case d.PrevDigestKey != prevKey && prevKey == "":
+		p.Kind = Deleted
+		p.Detail = fmt.Sprintf("it chains to %s, but no digest comes before it", d.PrevDigestKey)
+	default:
+		p.Kind = Relinked
+		p.Detail = fmt.Sprintf("it does not chain to the digest before it (%s): prev_digest_key %q and prev_digest_signature must name it",
+			prevKey, d.PrevDigestKey)
+	}
+	return p
+}
+
+// runBatch reads, checks and hashes one batch into j. Damage goes into j.problems; j.err is set
+// only when the storage could not be read.
+func (v *Verifier) runBatch(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey, j *batchJob, h *hasher, dec *parquetDecoder) {
+	b := j.keys
+	add := func(p Problem) {
+		if len(j.problems) < maxProblems {
+			j.problems = append(j.problems, p)
+		}
+	}
+	checkCounts(b, add)
+	j.ents = getEntries(b.last - b.first + 1)
+	byFile := map[string]*archive.Digest{}
+	for _, ref := range b.digests {
+		data, err := sink.Get(ctx, ref.key)
+		if errors.Is(err, archive.ErrNotFound) {
+			add(Problem{Seq: b.first, Kind: Deleted, Key: ref.key, Detail: "the digest was listed but is gone"})
+			continue
+		}
+		if err != nil {
+			j.err = fmt.Errorf("read digest: %w", err)
+			return
+		}
+		d, err := archive.ParseDigest(data)
+		if err != nil {
+			add(Problem{Seq: b.first, Kind: Modified, Key: ref.key, Detail: fmt.Sprintf("the digest is unreadable: %v", err)})
+			continue
+		}
+		d.Key = ref.key
+		if err := archive.VerifyDigest(d, pub); err != nil {
+			j.sigNo++
+			detail := "its signature does not verify with the public key: it was altered, or signed with another key"
+			if errors.Is(err, archive.ErrUnsigned) {
+				detail = "it is not signed"
+			}
+			add(Problem{Seq: d.FirstSeq, Kind: Forged, Key: ref.key, Detail: detail})
+		} else {
+			j.sigOK++
+		}
+		if d.BatchFirstSeq != b.first || d.BatchLastSeq != b.last {
+			add(Problem{Seq: b.first, Kind: Modified, Key: ref.key, Detail: fmt.Sprintf("the digest names batch %d-%d", d.BatchFirstSeq, d.BatchLastSeq)})
+		}
+		if byFile[d.FileKey] != nil {
+			add(Problem{Seq: b.first, Kind: Inserted, Key: ref.key, Detail: fmt.Sprintf("a second digest for %s", d.FileKey)})
+		} else {
+			byFile[d.FileKey] = &d
+		}
+		j.digests = append(j.digests, d)
+	}
+	for _, key := range b.data {
+		d := byFile[key]
+		delete(byFile, key)
+		if d == nil {
+			add(Problem{Seq: b.first, Kind: Inserted, Key: key, Detail: "no digest describes this data file"})
+		}
+		if err := v.runFile(ctx, sink, j, key, d, h, dec, add); err != nil {
+			j.err = err
+			return
+		}
+	}
+	gone := make([]string, 0, len(byFile))
+	for k := range byFile {
+		gone = append(gone, k)
+	}
+	slices.Sort(gone)
+	for _, k := range gone {
+		add(Problem{Seq: byFile[k].FirstSeq, Kind: Deleted, Key: k, Detail: fmt.Sprintf("the data file that digest %s describes is gone", byFile[k].Key)})
+	}
+	j.ents = sortBySeq(j.ents, b.first, b.last)
+}
+
+// entryPool recycles the entry slices of batches: a batch's entries are a few megabytes.
+var entryPool sync.Pool
+
+// getEntries returns an empty slice with room for n entries (within reason: a batch's range
+// comes from a key name, which may lie).
+func getEntries(n int64) []entry {
+	n = min(max(n, 0), 1<<20)
+	if p, ok := entryPool.Get().(*[]entry); ok && int64(cap(*p)) >= n {
+		return (*p)[:0]
+	}
+	return make([]entry, 0, n)
+}
+
+func putEntries(ents []entry) {
+	ents = ents[:0]
+	entryPool.Put(&ents)
+}
+
+// sortBySeq puts the entries of a batch, read file by file, in seq order. Files split a batch by
+// tenant and day, so their rows interleave; each seq of the batch's range normally appears once,
+// and then each entry goes straight to its place. Anything else (a duplicate, a seq outside the
+// range) falls back to a stable sort.
+func sortBySeq(ents []entry, first, last int64) []entry {
+	if slices.IsSortedFunc(ents, compareSeq) {
+		return ents
+	}
+	if int64(len(ents)) != last-first+1 {
+		slices.SortStableFunc(ents, compareSeq)
+		return ents
+	}
+	out := getEntries(int64(len(ents)))[:len(ents)]
+	for i := range out {
+		out[i].seq = 0
+	}
+	for i := range ents {
+		k := ents[i].seq - first
+		if k < 0 || k >= int64(len(out)) || out[k].seq != 0 {
+			putEntries(out)
+			slices.SortStableFunc(ents, compareSeq)
+			return ents
+		}
+		out[k] = ents[i]
+	}
+	putEntries(ents)
+	return out
+}
+
+func compareSeq(a, b entry) int { return cmp.Compare(a.seq, b.seq) }
+
+// runFile reads, checks and hashes one data file of j's batch against its digest d (nil when it
+// has none).
+func (v *Verifier) runFile(ctx context.Context, sink archive.Sink, j *batchJob, key string, d *archive.Digest,
+	h *hasher, dec *parquetDecoder, add func(Problem)) error {
+	b := j.keys
+	data, err := sink.Get(ctx, key)
+	if errors.Is(err, archive.ErrNotFound) {
+		add(Problem{Seq: b.first, Kind: Deleted, Key: key, Detail: "the data file was listed but is gone"})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read data file: %w", err)
+	}
+	j.files++
+	j.bytes += int64(len(data))
+	if d != nil {
+		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != d.FileSHA256 {
+			add(Problem{Seq: d.FirstSeq, Kind: Modified, Key: key, Detail: fmt.Sprintf("its SHA-256 differs from the file_sha256 of digest %s", d.Key)})
+		}
+	}
+	from := len(j.ents)
+	part := partitionCheck{key: key, first: b.first, last: b.last}
+	err = dec.decode(data, func(rows []pqRow) error {
+		j.ents = slices.Grow(j.ents, len(rows))
+		for i := range rows {
+			e := &rows[i].ev
+			j.ents = j.ents[:len(j.ents)+1]
+			out := &j.ents[len(j.ents)-1]
+			h.hashRow(&rows[i], out)
+			out.key = key
+			if e.Seq < b.first || e.Seq > b.last {
+				add(Problem{Seq: e.Seq, Kind: Inserted, Key: key, Detail: fmt.Sprintf("seq %d is outside its batch %s", e.Seq, b)})
+			}
+			if want, ok := part.check(e.TenantID, out.occurredAt); !ok {
+				add(Problem{Seq: e.Seq, Kind: Modified, Key: key, Detail: fmt.Sprintf("its tenant and day put it in %s", want)})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		add(Problem{Seq: b.first, Kind: Modified, Key: key, Detail: fmt.Sprintf("the data file is unreadable: %v", err)})
+	}
+	if d == nil {
+		return nil
+	}
+	ents := j.ents[from:]
+	switch {
+	case int64(len(ents)) != d.Rows:
+		add(Problem{Seq: d.FirstSeq, Kind: Modified, Key: key, Detail: fmt.Sprintf("it holds %d rows, digest %s says %d", len(ents), d.Key, d.Rows)})
+	case len(ents) > 0 && (ents[0].seq != d.FirstSeq || ents[len(ents)-1].seq != d.LastSeq):
+		add(Problem{Seq: d.FirstSeq, Kind: Modified, Key: key, Detail: fmt.Sprintf("it holds seq %d to %d, digest %s says %d to %d",
+			ents[0].seq, ents[len(ents)-1].seq, d.Key, d.FirstSeq, d.LastSeq)})
+	case len(ents) > 0 && (hex.EncodeToString(ents[0].entryHash[:]) != d.FirstEntryHash ||
+		hex.EncodeToString(ents[len(ents)-1].entryHash[:]) != d.LastEntryHash):
+		add(Problem{Seq: d.FirstSeq, Kind: Modified, Key: key, Detail: fmt.Sprintf("its first or last entry_hash differs from digest %s", d.Key)})
+	}
+	return nil
+}
+
+// partitionCheck checks that each row of a data file belongs in it (tenant=, dt= and batch
+// range of its key), computing the expected key only when tenant or day change.
+type partitionCheck struct {
+	key         string
+	first, last int64
+	tenant      string
+	null        bool
+	day         int64
+	want        string
+}
+
+const microsPerDay = 86400 * 1000000
+
+func (p *partitionCheck) check(tenant *string, occurredAt int64) (string, bool) {
+	day := occurredAt / microsPerDay
+	if occurredAt < 0 && occurredAt%microsPerDay != 0 {
+		day--
+	}
+	null := tenant == nil
+	t := ""
+	if !null {
+		t = *tenant
+	}
+	if p.want == "" || null != p.null || t != p.tenant || day != p.day {
+		p.null, p.tenant, p.day = null, strings.Clone(t), day
+		p.want = archive.DataKey(tenant, time.UnixMicro(occurredAt).UTC(), p.first, p.last)
+	}
+	return p.want, p.want == p.key
+}

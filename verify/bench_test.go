@@ -1,0 +1,117 @@
+package verify_test
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/testdb"
+	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/verify/verifytest"
+)
+
+// Benchmark sizes: the issue's ≥100k entries of ~500 bytes of canonical encoding.
+var benchWorkers = 0
+
+const (
+	benchEntries   = 100_000
+	benchEntrySize = 500
+	benchBatch     = 10_000 // the stream daemon's default --batch-events
+)
+
+// BenchmarkVerifyArchive verifies a 100k-entry archive in a temporary directory, and in the same
+// run measures raw SHA-256 chaining of the same entries on one goroutine: the two rates and their
+// ratio are reported side by side (entries/s, sha256-entries/s, ratio).
+func BenchmarkVerifyArchive(b *testing.B) {
+	ctx := context.Background()
+	events := verifytest.Events(benchEntries, benchEntrySize)
+	canon := verifytest.Canonical(events)
+	pub, priv := archive.GenerateKey()
+	sink, err := archive.Open(ctx, "file://"+b.TempDir(), archive.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := verifytest.WriteArchive(ctx, sink, priv, events, benchBatch); err != nil {
+		b.Fatal(err)
+	}
+	events = nil
+	var verifyTime, shaTime time.Duration
+	var files int64
+	for b.Loop() {
+		start := time.Now()
+		rep, err := verify.Archive(ctx, sink, pub)
+		verifyTime += time.Since(start)
+		if err != nil || !rep.Intact() || rep.Entries != benchEntries {
+			b.Fatalf("verify: %v %+v", err, rep)
+		}
+		files = rep.Files
+		start = time.Now()
+		verifytest.ChainSHA256(canon)
+		shaTime += time.Since(start)
+	}
+	v := float64(b.N*benchEntries) / verifyTime.Seconds()
+	s := float64(b.N*benchEntries) / shaTime.Seconds()
+	b.ReportMetric(v, "entries/s")
+	b.ReportMetric(s, "sha256-entries/s")
+	b.ReportMetric(v/s, "ratio")
+	b.ReportMetric(float64(files), "files")
+}
+
+// BenchmarkChainSHA256 is raw SHA-256 chaining of ~500-byte entries on one goroutine: the speed
+// verification is measured against.
+func BenchmarkChainSHA256(b *testing.B) {
+	canon := verifytest.Canonical(verifytest.Events(benchEntries, benchEntrySize))
+	for b.Loop() {
+		verifytest.ChainSHA256(canon)
+	}
+	b.ReportMetric(float64(b.N*benchEntries)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkVerifyDB verifies a 100k-entry trail of ~500-byte entries in PostgreSQL and, in the
+// same run, reads the same rows with COPY into io.Discard through pgconn (binary format, as
+// DB reads them, and text): verification is measured against the bare cost of reading. Reported:
+// entries/s of each and the ratio of verification to each COPY.
+func BenchmarkVerifyDB(b *testing.B) {
+	ctx := context.Background()
+	db, _ := testdb.New(b)
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Release()
+	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(benchEntries, benchEntrySize)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.events"); err != nil {
+		b.Fatal(err)
+	}
+	binaryCopy := verify.CopyQuery(1)
+	textCopy := strings.TrimSuffix(binaryCopy, " (FORMAT binary)")
+	copyTime := func(sql string) time.Duration {
+		start := time.Now()
+		if _, err := conn.Conn().PgConn().CopyTo(ctx, io.Discard, sql); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var verifyTime, binTime, textTime time.Duration
+	for b.Loop() {
+		start := time.Now()
+		rep, err := (&verify.Verifier{Workers: benchWorkers}).DB(ctx, db)
+		verifyTime += time.Since(start)
+		if err != nil || !rep.Intact() || rep.Entries != benchEntries {
+			b.Fatalf("verify: %v %+v", err, rep)
+		}
+		binTime += copyTime(binaryCopy)
+		textTime += copyTime(textCopy)
+	}
+	rate := func(d time.Duration) float64 { return float64(b.N*benchEntries) / d.Seconds() }
+	b.ReportMetric(rate(verifyTime), "entries/s")
+	b.ReportMetric(rate(binTime), "copy-binary-entries/s")
+	b.ReportMetric(rate(textTime), "copy-text-entries/s")
+	b.ReportMetric(rate(verifyTime)/rate(binTime), "ratio-binary")
+	b.ReportMetric(rate(verifyTime)/rate(textTime), "ratio-text")
+}

@@ -1,0 +1,56 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"fmt"
+)
+
+// checker walks hashed entries in seq order and records the breaks between them.
+type checker struct {
+	rep      *Report
+	source   Source
+	prevSeq  int64
+	prevHash [sha256.Size]byte // genesis (zeros) before the first entry
+}
+
+func newChecker(rep *Report, source Source) *checker {
+	return &checker{rep: rep, source: source}
+}
+
+// anchor makes the walk continue after an entry verified by an earlier run.
+func (c *checker) anchor(seq int64, hash [sha256.Size]byte) {
+	c.prevSeq, c.prevHash = seq, hash
+}
+
+func (c *checker) add(seq int64, kind Kind, key, detail string) {
+	c.rep.add(Problem{Seq: seq, Kind: kind, Detail: detail, Source: c.source, Key: key})
+}
+
+func (c *checker) next(e *entry) {
+	c.rep.Entries++
+	if c.rep.Entries == 1 {
+		c.rep.FirstSeq = e.seq
+	}
+	c.rep.LastSeq = e.seq
+	expected := c.prevSeq + 1
+	switch {
+	case e.seq <= c.prevSeq:
+		c.add(e.seq, Inserted, e.key, "a second entry with the same seq")
+	case e.seq == expected+1:
+		c.add(expected, Deleted, "", fmt.Sprintf("entry %d is missing", expected))
+	case e.seq > expected:
+		c.add(expected, Deleted, "", fmt.Sprintf("entries %d to %d are missing", expected, e.seq-1))
+	}
+	switch {
+	case e.badHash:
+		c.add(e.seq, Modified, e.key, "its prev_hash or entry_hash is not a SHA-256 sum")
+	case !e.selfOK && e.chainedAt != 0:
+		c.add(e.seq, Reordered, e.key, fmt.Sprintf("the entry at seq %d was chained at seq %d", e.seq, e.chainedAt))
+	case !e.selfOK:
+		c.add(e.seq, Modified, e.key, "its content does not match its entry_hash")
+	case e.prevHash != c.prevHash && e.seq == expected:
+		c.add(e.seq, Relinked, e.key, fmt.Sprintf("prev_hash does not match the entry_hash of seq %d: one of them was rewritten", c.prevSeq))
+	}
+	c.prevSeq = e.seq
+	c.prevHash = e.entryHash
+}

@@ -1,0 +1,122 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash/maphash"
+	"strconv"
+
+	"github.com/pgtrail/pgtrail"
+)
+
+// entry is an entry as the in-order checks see it, after hashing: its place, its stored links,
+// and whether its content matches its hash. It holds no reference to the row it came from, so
+// the row's buffers can be reused as soon as it is hashed.
+type entry struct {
+	seq       int64
+	prevHash  [sha256.Size]byte
+	entryHash [sha256.Size]byte
+	// selfOK: the content hashes to entryHash (given prevHash).
+	selfOK bool
+	// chainedAt, when the content does not hash to entryHash at seq, is the nearby seq at which it
+	// does (the entry was moved); 0 when none does.
+	chainedAt int64
+	// badHash: prev_hash or entry_hash is not a SHA-256 sum.
+	badHash bool
+
+	// What the cross-check compares: an identity, the content without its position, and the
+	// age. eventKey and content are keyed hashes (maphash, random seed per process).
+	eventKey   uint64
+	content    uint64
+	occurredAt int64 // microseconds since the Unix epoch
+
+	// key is the archive data file holding the entry ("" for the database).
+	key string
+}
+
+// reorderWindow is how far from its position an entry is searched for when its hash does not match.
+const reorderWindow = 64
+
+// crossSeed keys the fingerprints the cross-check compares, so that nobody can choose colliding
+// contents in advance.
+var crossSeed = maphash.MakeSeed()
+
+// hasher turns events into entries. Each worker has its own.
+type hasher struct {
+	buf   []byte // prev_hash ‖ canonical encoding: hashed in one call, without a digest's buffering
+	cross bool   // fill eventKey and content
+}
+
+func newHasher(cross bool) *hasher {
+	return &hasher{buf: make([]byte, 0, 4096), cross: cross}
+}
+
+// sum returns the entry hash of e: SHA-256(prev_hash ‖ canonical), and leaves the canonical
+// encoding in h.buf[sha256.Size:].
+func (h *hasher) sum(e *pgtrail.Event) [sha256.Size]byte {
+	h.buf = append(h.buf[:0], e.PrevHash...)
+	h.buf = pgtrail.AppendCanonical(h.buf, e)
+	return sha256.Sum256(h.buf)
+}
+
+// hash fills out from e.
+func (h *hasher) hash(e *pgtrail.Event, out *entry) { h.hashHex(e, nil, out) }
+
+// hashHex is hash for an event whose entry_hash is still in hex (as archived) in entryHex: the
+// hex of the computed hash is compared with it, and it is decoded only when they differ.
+func (h *hasher) hashHex(e *pgtrail.Event, entryHex []byte, out *entry) {
+	*out = entry{seq: e.Seq, occurredAt: e.OccurredAt.UnixMicro()}
+	copy(out.prevHash[:], e.PrevHash)
+	sum := h.sum(e)
+	if entryHex != nil {
+		var enc [2 * sha256.Size]byte
+		hex.Encode(enc[:], sum[:])
+		e.EntryHash = nil
+		if string(enc[:]) == string(entryHex) {
+			out.entryHash = sum
+			e.EntryHash = out.entryHash[:]
+		} else if _, err := hex.Decode(out.entryHash[:], entryHex); err == nil && len(entryHex) == len(enc) {
+			e.EntryHash = out.entryHash[:]
+		}
+	} else {
+		copy(out.entryHash[:], e.EntryHash)
+	}
+	if len(e.PrevHash) != sha256.Size || len(e.EntryHash) != sha256.Size {
+		out.badHash = true
+	}
+	out.selfOK = !out.badHash && sum == out.entryHash
+	if h.cross {
+		out.eventKey = maphash.String(crossSeed, e.EventID)
+		out.content = maphash.Bytes(crossSeed, h.buf[len(e.PrevHash)+seqFieldEnd(e.Seq):])
+	}
+	if !out.selfOK && !out.badHash {
+		out.chainedAt = h.findPosition(e)
+	}
+}
+
+// seqFieldEnd returns the offset of the field after seq in a canonical encoding: the content of
+// an entry without its position.
+func seqFieldEnd(seq int64) int {
+	var tmp [24]byte
+	digits := len(strconv.AppendInt(tmp[:0], seq, 10))
+	return len(pgtrail.CanonicalVersion) + 1 + len(strconv.AppendInt(tmp[:0], int64(digits), 10)) + 1 + digits
+}
+
+// findPosition looks for the seq near e.Seq at which e's content does hash to its entry_hash.
+func (h *hasher) findPosition(e *pgtrail.Event) int64 {
+	orig := e.Seq
+	defer func() { e.Seq = orig }()
+	for d := int64(1); d <= reorderWindow; d++ {
+		for _, s := range []int64{orig - d, orig + d} {
+			if s < 1 {
+				continue
+			}
+			e.Seq = s
+			if sum := h.sum(e); bytes.Equal(sum[:], e.EntryHash) {
+				return s
+			}
+		}
+	}
+	return 0
+}
