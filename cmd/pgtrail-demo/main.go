@@ -144,6 +144,11 @@ func run(ctx context.Context, bin string, keep bool) error {
 		return err
 	}
 
+	step("Verifying the archive (hashes, signed digests) and cross-checking it against the database")
+	if _, err := d.pgtrail(ctx, "verify", "all", fileArchive, "--public-key", key+".pub"); err != nil {
+		return err
+	}
+
 	if err := streamToS3(ctx, d, key); err != nil {
 		return err
 	}
@@ -153,8 +158,8 @@ func run(ctx context.Context, bin string, keep bool) error {
 		UPDATE audit.events SET actor_id = 'nobody' WHERE seq = 3; COMMIT`); err != nil {
 		return err
 	}
-	if _, err := d.pgtrail(ctx, "verify", "db"); err == nil {
-		return fmt.Errorf("verify db did not catch the tampering")
+	if _, err := d.pgtrail(ctx, "verify", "all", fileArchive, "--public-key", key+".pub"); err == nil {
+		return fmt.Errorf("verify did not catch the tampering")
 	}
 	fmt.Println("(exit code 1: tampering found, as expected)")
 
