@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	tests := []struct {
+		name string
+		xs   []float64
+		p    float64
+		want float64
+	}{
+		{"Empty", nil, 99, 0},
+		{"One", []float64{7}, 99, 7},
+		{"Median", []float64{5, 1, 3, 2, 4}, 50, 3},
+		{"P99OfHundred", hundred(), 99, 99},
+		{"Max", []float64{3, 9, 1}, 100, 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := percentile(tt.xs, tt.p); got != tt.want {
+				t.Errorf("percentile(%v, %v) = %v, want %v", tt.xs, tt.p, got, tt.want)
+			}
+		})
+	}
+}
+
+func hundred() []float64 {
+	xs := make([]float64, 100)
+	for i := range xs {
+		xs[i] = float64(100 - i) // 100..1, unsorted
+	}
+	return xs
+}
+
+const sampleMetrics = `# HELP pgtrail_stream_events_total Audit events archived.
+# TYPE pgtrail_stream_events_total counter
+pgtrail_stream_events_total 1.25e+06
+pgtrail_stream_errors_total{where="archive"} 2
+# TYPE pgtrail_stream_commit_to_durable_seconds histogram
+pgtrail_stream_commit_to_durable_seconds_bucket{le="0.5"} 0
+pgtrail_stream_commit_to_durable_seconds_bucket{le="1"} 50
+pgtrail_stream_commit_to_durable_seconds_bucket{le="2"} 100
+pgtrail_stream_commit_to_durable_seconds_bucket{le="+Inf"} 100
+pgtrail_stream_commit_to_durable_seconds_sum 120
+pgtrail_stream_commit_to_durable_seconds_count 100
+`
+
+func TestParseMetrics(t *testing.T) {
+	m, err := parseMetrics(sampleMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.values["pgtrail_stream_events_total"]; got != 1.25e6 {
+		t.Errorf("events_total = %v, want 1.25e6", got)
+	}
+	if _, ok := m.values["pgtrail_stream_errors_total"]; ok {
+		t.Errorf("a labelled counter was taken as an unlabelled value")
+	}
+	h := m.histograms["pgtrail_stream_commit_to_durable_seconds"]
+	if h == nil {
+		t.Fatal("histogram not parsed")
+	}
+	if h.count != 100 || h.sum != 120 || len(h.buckets) != 4 {
+		t.Errorf("histogram = %+v, want count 100, sum 120, 4 buckets", *h)
+	}
+	// 50 observations in (0.5, 1], 50 in (1, 2]: the median is the top of the first, p99 near 2.
+	if got := h.quantile(0.5); got != 1 {
+		t.Errorf("p50 = %v, want 1", got)
+	}
+	if got := h.quantile(0.99); math.Abs(got-1.98) > 1e-9 {
+		t.Errorf("p99 = %v, want 1.98", got)
+	}
+}
+
+func TestHistogram_QuantileInInfBucket(t *testing.T) {
+	h := histogram{count: 10, buckets: []bucket{{le: 1, count: 5}, {le: math.Inf(1), count: 10}}}
+	if got := h.quantile(0.99); got != 1 {
+		t.Errorf("quantile in +Inf bucket = %v, want the highest finite bound 1", got)
+	}
+	if got := (histogram{}).quantile(0.5); got != 0 {
+		t.Errorf("empty histogram quantile = %v, want 0", got)
+	}
+}
+
+const samplePgbench = `pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: /tmp/w.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 8
+number of threads: 2
+maximum number of tries: 1
+duration: 10 s
+number of transactions actually processed: 43110
+number of failed transactions: 3 (0.007%)
+latency average = 1.857 ms
+initial connection time = 12.681 ms
+tps = 4308.286211 (without initial connection time)
+statement latencies in milliseconds and failures:
+         0.002           0  \set aid random(1, 100000)
+         0.407           0  BEGIN;
+         0.714           0  UPDATE accounts SET balance = balance + :delta WHERE id = :aid;
+         0.617           0  INSERT INTO payments (account_id) VALUES (:aid);
+         2.971           3  END;
+`
+
+func TestParsePgbenchOutput(t *testing.T) {
+	r, err := parsePgbenchOutput(samplePgbench)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TPS != 4308.286211 || r.Transactions != 43110 || r.Failed != 3 || r.MeanMs != 1.857 {
+		t.Errorf("summary = %+v", r)
+	}
+	want := map[string]float64{"BEGIN": 0.407, "UPDATE": 0.714, "INSERT": 0.617, "END": 2.971}
+	for k, v := range want {
+		if r.StmtMs[k] != v {
+			t.Errorf("StmtMs[%s] = %v, want %v (all: %v)", k, r.StmtMs[k], v, r.StmtMs)
+		}
+	}
+	if _, err := parsePgbenchOutput("pgbench: error: connection refused\n"); err == nil {
+		t.Error("output without a tps line parsed without error")
+	}
+}
+
+func TestAppendLogLatencies(t *testing.T) {
+	log := "0 1 17270 0 1795616848 10278\n1 1 failed 0 1795616848 10300\n1 2 2560 0 1795616848 11849 12\n"
+	lat, err := appendLogLatencies(nil, []byte(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lat) != 2 || lat[0] != 17.27 || lat[1] != 2.56 {
+		t.Errorf("latencies = %v, want [17.27 2.56] (failed transaction left out)", lat)
+	}
+	if _, err := appendLogLatencies(nil, []byte("garbage\n")); err == nil {
+		t.Error("a malformed line parsed without error")
+	}
+}
+
+func TestParseProcStatCPU(t *testing.T) {
+	// Field 2 may contain spaces and parentheses; utime=250, stime=50 ticks.
+	stat := "1234 (postgres: a) b) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0"
+	got, err := parseProcStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 3*time.Second {
+		t.Errorf("cpu = %v, want 3s", got)
+	}
+}
+
+func TestParseCPULine(t *testing.T) {
+	a, err := parseCPULine("cpu  100 0 100 700 100 0 0 0 0 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseCPULine("cpu  200 0 200 800 100 0 0 0 50 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Busy grew by 200 of 300 ticks; guest time is already in user and must not count twice.
+	if got := busyShare(a, b); math.Abs(got-2.0/3) > 1e-9 {
+		t.Errorf("busy share = %v, want 2/3", got)
+	}
+}
+
+func TestComputeShares(t *testing.T) {
+	runs := []*WriteRun{
+		{Scenario: ScenarioNone, Clients: 8, TPS: 8500},
+		{Scenario: ScenarioPgtrail, Clients: 8, TPS: 6800},
+		{Scenario: ScenarioPlain, Clients: 1, TPS: 100}, // no reference at 1 client
+	}
+	computeShares(runs)
+	if got := runs[1].Share; math.Abs(got-0.8) > 1e-9 {
+		t.Errorf("pgtrail share = %v, want 0.8", got)
+	}
+	if runs[2].Share != 0 {
+		t.Errorf("share without a reference = %v, want 0", runs[2].Share)
+	}
+}
+
+func TestWriteRun_Finish(t *testing.T) {
+	r := &WriteRun{Transactions: 3000, seconds: 10, walBytes: 3e6, busySum: 5, sealerCPU: 2,
+		latencies: []float64{3, 1, 2}}
+	r.finish()
+	if r.TPS != 300 || r.WALPerTx != 1000 || r.MachineBusy != 0.5 || r.SealerCores != 0.2 || r.MeanMs != 2 || r.P99Ms != 3 {
+		t.Errorf("finish: %+v", r)
+	}
+}
+
+func TestChecks_WriteTargets(t *testing.T) {
+	r := &Result{Config: ConfigSummary{Clients: []int{1, 8}}, Write: &WriteResult{Runs: []*WriteRun{
+		{Scenario: ScenarioPlain, Clients: 1, TPS: 1000},
+		{Scenario: ScenarioPgtrail, Clients: 1, TPS: 900},
+		{Scenario: ScenarioPlain, Clients: 8, TPS: 6000},
+		{Scenario: ScenarioPgtrail, Clients: 8, TPS: 7000, Share: 0.875},
+	}}}
+	checks := Checks(r)
+	if len(checks) != 2 {
+		t.Fatalf("checks = %+v, want two", checks)
+	}
+	if checks[0].Met != "met" {
+		t.Errorf("87.5%% at 8 clients: %+v, want met", checks[0])
+	}
+	if checks[1].Met != "MISSED" || !strings.Contains(checks[1].Measured, "1 clients") {
+		t.Errorf("below plain at 1 client: %+v, want MISSED naming 1 client", checks[1])
+	}
+}
+
+func TestIncomplete(t *testing.T) {
+	r := &Result{
+		Write: &WriteResult{Runs: []*WriteRun{
+			{Scenario: ScenarioPgaudit, Clients: 2, Skipped: "not installed"},
+			{Scenario: ScenarioNone, Clients: 2, TPS: 100, MeanMs: 1, P99Ms: 2, WALPerTx: 400, Share: 1},
+			{Scenario: ScenarioPgtrail, Clients: 2, TPS: 100},
+		}},
+		Verify: &VerifyResult{Runs: []*VerifyRun{{What: VerifyArchive + " (file)", Unavailable: "not yet"}}},
+	}
+	got := Incomplete(r)
+	if len(got) != 1 || !strings.Contains(got[0], "pgtrail@2") {
+		t.Errorf("Incomplete = %q, want only the pgtrail run without latency", got)
+	}
+}
+
+func TestNum(t *testing.T) {
+	for in, want := range map[float64]string{0: "0", 2: "2.0", 1234567: "1,234,567", 999.6: "1,000", -4321: "-4,321"} {
+		if got := num(in); got != want {
+			t.Errorf("num(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		field  string
+	}{
+		{"NoClients", func(c *Config) { c.Clients = nil }, "Clients"},
+		{"ShortDuration", func(c *Config) { c.Duration = time.Millisecond }, "Duration"},
+		{"UnknownScenario", func(c *Config) { c.Scenarios = []string{"magic"} }, "Scenarios"},
+		{"UnknownPart", func(c *Config) { c.Parts = []string{"fly"} }, "Parts"},
+		{"VerifyWithoutStream", func(c *Config) { c.Parts = []string{PartVerify} }, "Parts"},
+		{"NoBacklog", func(c *Config) { c.Backlogs = nil }, "Backlogs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Smoke()
+			c.Root, c.ResultsDir = "/x", "/x/r"
+			tt.mutate(&c)
+			err := c.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), tt.field) {
+				t.Errorf("Validate() = %v, want an error naming %s", err, tt.field)
+			}
+		})
+	}
+	for _, c := range []Config{Full(), Smoke()} {
+		c.Root, c.ResultsDir = "/x", "/x/r"
+		if err := c.Validate(); err != nil {
+			t.Errorf("preset %s: %v", c.Label, err)
+		}
+	}
+}

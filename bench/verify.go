@@ -1,0 +1,249 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pgtrail/pgtrail"
+)
+
+// VerifyRun is one verification of the whole trail.
+type VerifyRun struct {
+	What    string  `json:"what"`
+	Entries int64   `json:"entries"`
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"entries_per_second"`
+	Share   float64 `json:"share_of_raw_sha256"`
+	PeakRSS int64   `json:"peak_rss_bytes"`
+	CPU     float64 `json:"cpu_seconds"`
+	// Unavailable says why the row could not be measured (e.g. the command does not exist yet).
+	Unavailable string `json:"unavailable,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// VerifyResult is part 3.
+type VerifyResult struct {
+	Runs          []*VerifyRun `json:"runs"`
+	MeanEntrySize float64      `json:"mean_entry_bytes"`
+	Notes         []string     `json:"notes,omitempty"`
+}
+
+// Rows of part 3.
+const (
+	VerifyRaw     = "raw Go SHA-256 chaining, same entry sizes, one core"
+	VerifyDB      = "pgtrail verify db"
+	VerifyArchive = "pgtrail verify archive"
+)
+
+func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) (*VerifyResult, error) {
+	log := cfg.logger().With("part", PartVerify)
+	res := &VerifyResult{}
+
+	log.Info("reading the canonical entry sizes", "entries", entries)
+	sizes, err := s.entrySizes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, n := range sizes {
+		total += int64(n)
+	}
+	if len(sizes) > 0 {
+		res.MeanEntrySize = float64(total) / float64(len(sizes))
+	}
+	raw := &VerifyRun{What: VerifyRaw, Entries: int64(len(sizes))}
+	res.Runs = append(res.Runs, raw)
+	log.Info("raw SHA-256 chaining")
+	wall, cpu := rawChain(sizes)
+	raw.Seconds, raw.CPU = wall.Seconds(), cpu.Seconds()
+	if raw.Seconds > 0 {
+		raw.PerSec = float64(raw.Entries) / raw.Seconds
+	}
+
+	log.Info("verify db")
+	vdb := &VerifyRun{What: VerifyDB}
+	res.Runs = append(res.Runs, vdb)
+	if err := s.verifyDB(ctx, vdb); err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		vdb.Error = err.Error()
+	}
+
+	available, why := s.archiveVerifyAvailable(ctx)
+	for _, tg := range s.live {
+		run := &VerifyRun{What: VerifyArchive + " (" + tg.name + ")", Entries: entries}
+		res.Runs = append(res.Runs, run)
+		if !available {
+			run.Unavailable = why
+			continue
+		}
+		log.Info("verify archive", "sink", tg.name)
+		if err := s.verifyArchive(ctx, tg, run); err != nil {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			run.Error = err.Error()
+		}
+	}
+	if !available {
+		res.Notes = append(res.Notes, "pgtrail verify archive: "+why)
+	}
+	for _, r := range res.Runs {
+		if r != raw && raw.PerSec > 0 && r.PerSec > 0 {
+			r.Share = r.PerSec / raw.PerSec
+		}
+	}
+	return res, nil
+}
+
+// entrySizes returns the length of every entry's canonical encoding, in chain order.
+func (s *streamBench) entrySizes(ctx context.Context) ([]int, error) {
+	conn, err := s.cl.connect(ctx, streamDB)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SELECT octet_length(audit.canonical(e)) FROM audit.events e ORDER BY seq")
+	if err != nil {
+		return nil, fmt.Errorf("read entry sizes: %w", err)
+	}
+	defer rows.Close()
+	var sizes []int
+	for rows.Next() {
+		var n int
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("read entry sizes: %w", err)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, rows.Err()
+}
+
+// rawChain computes h = SHA-256(h ‖ entry) over entries of the given sizes on one goroutine,
+// the floor of what any verifier must do, and returns the wall and CPU time it took.
+func rawChain(sizes []int) (time.Duration, time.Duration) {
+	largest := 0
+	for _, n := range sizes {
+		largest = max(largest, n)
+	}
+	buf := make([]byte, largest)
+	rand.Read(buf)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0 := threadCPU()
+	start := time.Now()
+	h := pgtrail.GenesisHash
+	var sum [sha256.Size]byte
+	for _, n := range sizes {
+		d := sha256.New()
+		d.Write(h)
+		d.Write(buf[:n])
+		h = d.Sum(sum[:0])
+	}
+	return time.Since(start), threadCPU() - cpu0
+}
+
+// threadCPU is the calling thread's CPU time (the goroutine is locked to it).
+func threadCPU() time.Duration {
+	data, err := os.ReadFile("/proc/thread-self/stat")
+	if err != nil {
+		return 0
+	}
+	d, _ := parseProcStatCPU(string(data))
+	return d
+}
+
+func (s *streamBench) verifyDB(ctx context.Context, run *VerifyRun) error {
+	logPath := filepath.Join(s.dir, "verify-db.log")
+	var out strings.Builder
+	p, err := startProc(ctx, logPath, &out, s.env, s.t.pgtrail, "verify", "db", "--json")
+	if err != nil {
+		return err
+	}
+	pr, err := p.wait()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, lastLines(out.String(), 2))
+	}
+	var rep struct {
+		Entries int64 `json:"entries"`
+		Intact  bool  `json:"intact"`
+	}
+	if err := json.Unmarshal([]byte(lastLines(out.String(), 1)), &rep); err != nil {
+		return fmt.Errorf("parse verify db --json: %w", err)
+	}
+	if !rep.Intact {
+		return fmt.Errorf("verify db reports the chain broken: %s", lastLines(out.String(), 1))
+	}
+	run.Entries = rep.Entries
+	run.setFrom(pr)
+	return nil
+}
+
+func (r *VerifyRun) setFrom(pr procResult) {
+	r.Seconds, r.PeakRSS, r.CPU = pr.Wall.Seconds(), pr.PeakRSS, pr.CPU.Seconds()
+	if r.Seconds > 0 {
+		r.PerSec = float64(r.Entries) / r.Seconds
+	}
+}
+
+// archiveVerifyAvailable tells whether this pgtrail has `verify archive` (being written while
+// this harness was): its verify usage must mention it.
+func (s *streamBench) archiveVerifyAvailable(ctx context.Context) (bool, string) {
+	out, _ := runCapture(ctx, nil, s.t.pgtrail, "verify", "--help")
+	if strings.Contains(out, "archive") {
+		return true, ""
+	}
+	usage := "no usage printed"
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "Usage:") {
+			usage = strings.TrimSpace(line)
+			break
+		}
+	}
+	return false, "not available: this pgtrail has no `verify archive` (" + usage + ")"
+}
+
+func (s *streamBench) verifyArchive(ctx context.Context, tg *target, run *VerifyRun) error {
+	logPath := filepath.Join(s.dir, "verify-archive-"+tg.name+".log")
+	var out strings.Builder
+	args := append([]string{"verify", "archive", tg.url, "--public-key", s.key + ".pub"}, tg.args...)
+	// --retention is a stream flag, not a verify flag.
+	args = dropFlag(args, "--retention")
+	p, err := startProc(ctx, logPath, &out, tg.env, s.t.pgtrail, args...)
+	if err != nil {
+		return err
+	}
+	pr, err := p.wait()
+	if err != nil {
+		text := out.String()
+		if strings.Contains(text, "expected: verify db") || strings.Contains(text, "flag provided but not defined") {
+			run.Unavailable = "not available: " + lastLines(text, 1)
+			return nil
+		}
+		return fmt.Errorf("%w: %s", err, lastLines(text, 2))
+	}
+	run.setFrom(pr)
+	return nil
+}
+
+// dropFlag removes "--name value" from args.
+func dropFlag(args []string, name string) []string {
+	out := args[:0:0]
+	for i := 0; i < len(args); i++ {
+		if args[i] == name {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
