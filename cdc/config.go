@@ -45,7 +45,7 @@ const (
 	DefaultPublication       = "pgtrail"
 	DefaultBatchEvents       = 10000
 	DefaultBatchBytes        = 64 << 20
-	DefaultBatchAge          = time.Second
+	DefaultBatchAge          = 500 * time.Millisecond
 	DefaultStandbyInterval   = 10 * time.Second
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultWALWarnBytes      = 1 << 30

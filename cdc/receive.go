@@ -37,6 +37,7 @@ type receiver struct {
 	nextState time.Time
 	nextBeat  time.Time
 	nextSlot  time.Time
+	nextReply time.Time
 }
 
 func (r *receiver) loop(ctx context.Context) error {
@@ -117,9 +118,16 @@ func (r *receiver) tick(ctx context.Context) (done bool, err error) {
 		r.log.Info("caught up", "archived_through_seq", r.lastSeq, "lsn", r.acked)
 		return true, r.sendStatus(ctx, false)
 	}
-	if !now.Before(r.nextState) || r.cfg.ExitWhenCaughtUp {
-		// While catching up, ask for a reply so that keepalives report the server's WAL end.
-		if err := r.sendStatus(ctx, r.cfg.ExitWhenCaughtUp); err != nil {
+	if !now.Before(r.nextState) {
+		if err := r.sendStatus(ctx, false); err != nil {
+			return false, err
+		}
+	}
+	// While catching up, ask for a keepalive now and then, so that an idle stream learns the
+	// server's WAL end. Not on every message: each request costs the server a reply.
+	if r.cfg.ExitWhenCaughtUp && !now.Before(r.nextReply) {
+		r.nextReply = now.Add(200 * time.Millisecond)
+		if err := r.sendStatus(ctx, true); err != nil {
 			return false, err
 		}
 	}
