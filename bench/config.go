@@ -43,8 +43,11 @@ type Config struct {
 	Rounds   int           // the scenarios take turns this many times, Duration/Rounds each
 	Warmup   time.Duration // unmeasured pgbench run before each measured round; 0 for none
 	Accounts int           // rows in accounts
-	// Scenarios restricts part 1 to these scenario names (empty: all).
+	// Scenarios restricts part 1 to these scenario names (empty: the five compared ones).
 	Scenarios []string
+	// Diagnostics adds, at the highest client count only, the scenarios that take pgtrail apart
+	// (no sealer; no secondary indexes), unless Scenarios names what to run.
+	Diagnostics bool
 	// InstallPgaudit tries apt-get when pgaudit is missing (root only).
 	InstallPgaudit bool
 
@@ -69,6 +72,7 @@ func Full() Config {
 		Warmup:         3 * time.Second,
 		Accounts:       100_000,
 		InstallPgaudit: true,
+		Diagnostics:    true,
 		Backlogs:       []int{250_000, 1_000_000},
 		LagRate:        5000,
 		LagDuration:    30 * time.Second,

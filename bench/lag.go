@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +47,11 @@ func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 	if err != nil {
 		return err
 	}
+	// The slot may hold what was written since this archive last ran (the other sink's lag run):
+	// measure from a caught-up daemon.
+	if err := s.waitArchived(ctx, d, sink); err != nil {
+		return err
+	}
 	w := newArchiveWatcher(sink)
 	if err := w.prime(ctx); err != nil {
 		return err
@@ -73,6 +81,8 @@ func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 		return err
 	}
 	var lags []float64
+	var csv strings.Builder
+	csv.WriteString("commit_unix_ms,lag_ms\n")
 	for txid, c := range commits {
 		seen, ok := w.seenAt(txid)
 		if !ok {
@@ -80,7 +90,10 @@ func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 			continue
 		}
 		lags = append(lags, seen.Sub(c).Seconds())
+		fmt.Fprintf(&csv, "%d,%d\n", c.UnixMilli(), seen.Sub(c).Milliseconds())
 	}
+	// Per transaction, for a look at the lag over time (kept with -keep).
+	_ = os.WriteFile(filepath.Join(s.dir, "lag-"+tg.name+".csv"), []byte(csv.String()), 0o644)
 	lr.P50, lr.P99, lr.Max = percentile(lags, 50), percentile(lags, 99), percentile(lags, 100)
 	m, err := d.scrape(ctx)
 	if err != nil {
@@ -88,6 +101,9 @@ func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 	}
 	if h := m.histograms["pgtrail_stream_commit_to_durable_seconds"]; h != nil {
 		lr.HistP50, lr.HistP99 = h.quantile(0.5), h.quantile(0.99)
+	}
+	if h := m.histograms["pgtrail_stream_upload_seconds"]; h != nil {
+		lr.Batches, lr.UploadP50, lr.UploadP99 = h.count, h.quantile(0.5), h.quantile(0.99)
 	}
 	stopped = true
 	pr, err := d.p.stop(30 * time.Second)
@@ -99,6 +115,54 @@ func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 		return fmt.Errorf("%d of %d transactions did not reach the archive within %s", lr.Missing, len(commits), lagSettle)
 	}
 	return nil
+}
+
+// waitArchived waits until the archive holds everything sealed so far.
+func (s *streamBench) waitArchived(ctx context.Context, d *daemon, sink archive.Sink) error {
+	conn, err := s.cl.connect(ctx, streamDB)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var head int64
+	var lsn string
+	if err := conn.QueryRow(ctx, "SELECT seq, pg_current_wal_lsn()::text FROM audit.chain_head").Scan(&head, &lsn); err != nil {
+		return err
+	}
+	// Both: the entries (the daemon may read them from the table) and the WAL behind them (which
+	// it then decodes to skip them) — until then new commits wait behind that WAL.
+	err = waitFor(ctx, 10*time.Minute, 100*time.Millisecond, func() (bool, error) {
+		if d.p.exited() {
+			return false, errors.New("pgtrail stream exited")
+		}
+		last, err := archivedThrough(ctx, sink)
+		if err != nil || last < head {
+			return false, err
+		}
+		var decoded bool
+		err = conn.QueryRow(ctx, `SELECT COALESCE(bool_and(r.sent_lsn >= $1::pg_lsn), false) FROM pg_replication_slots s
+			JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $2`, lsn, d.slot).Scan(&decoded)
+		return decoded, err
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the daemon to catch up to seq %d and WAL %s: %w", head, lsn, err)
+	}
+	return nil
+}
+
+// archivedThrough returns the last seq of the archive's last complete batch, from its digest keys.
+func archivedThrough(ctx context.Context, sink archive.Sink) (int64, error) {
+	keys, err := sink.List(ctx, archive.DigestsPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("list archive digests: %w", err)
+	}
+	var last int64
+	for _, k := range keys {
+		if _, l, _, ok := archive.ParseDigestKey(k); ok {
+			last = max(last, l)
+		}
+	}
+	return last, nil
 }
 
 // steadyLoad commits rate/lagEventsPerTx transactions per second for d, open loop (each has a

@@ -208,7 +208,8 @@ func writeMarkdown(b *strings.Builder, r *Result) {
 		"within one client count the scenarios take turns, the order rotating each round, so that a shared "+
 		"machine's drift spreads over all of them. Each round starts from a fresh copy of the same frozen data, "+
 		"prewarmed, after a %s s warm-up and a CHECKPOINT. p99 from pgbench's per-transaction logs. WAL per "+
-		"transaction includes, for pgtrail, sealing what the round wrote.\n\n",
+		"transaction includes, for pgtrail, sealing what the round wrote. Rows marked *diagnostic* take pgtrail "+
+		"apart (they run at the highest client count only) to show where its cost comes from; they are not targets.\n\n",
 		num(float64(r.Config.Accounts)), num(r.Config.DurationS), w.Rounds, num(r.Config.WarmupS))
 	p("| scenario |")
 	for _, c := range clients {
@@ -347,12 +348,16 @@ func streamMarkdown(b *strings.Builder, r *Result) {
 		p("%s.\n", strings.Join(parts, "; "))
 	}
 	p("\n### Commit-to-durable lag at a steady rate\n\n")
-	p("`pgtrail stream` with its sealer (200 ms) and default batching (10,000 events / 64 MiB / 1 s), while 4 connections "+
+	d := s.Defaults
+	p("`pgtrail stream` with its defaults (sealer every %s; a batch at %s events, %s bytes or %s of age), while 4 connections "+
 		"commit %s transactions/s of 10 events each (5 account updates, 5 payments) for %s s. *Measured*: from each "+
 		"transaction's commit as the client saw it to the first listing (every 25 ms) of an archive object holding its "+
-		"events. *Histogram*: the daemon's `pgtrail_stream_commit_to_durable_seconds`, which starts at the sealer's commit "+
-		"(interpolated within its power-of-two buckets).\n\n", num(float64(r.Config.LagRate)/lagEventsPerTx), num(r.Config.LagDuration))
-	p("| sink | target events/s | achieved | transactions | p50 s | p99 s | max s | histogram p50 s | histogram p99 s | peak RSS MiB | notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		"events; the daemon has first caught up with whatever its archive lacked. *Histogram*: the daemon's "+
+		"`pgtrail_stream_commit_to_durable_seconds`, which starts at the sealer's commit (interpolated within its "+
+		"power-of-two buckets); *upload*: `pgtrail_stream_upload_seconds`, the time to make one batch durable.\n\n",
+		orUnknown(d["seal-interval"]), orUnknown(d["batch-events"]), orUnknown(d["batch-bytes"]), orUnknown(d["batch-age"]),
+		num(float64(r.Config.LagRate)/lagEventsPerTx), num(r.Config.LagDuration))
+	p("| sink | target events/s | achieved | transactions | p50 s | p99 s | max s | histogram p50 s | histogram p99 s | batches | upload p50 / p99 s | peak RSS MiB | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range s.Lags {
 		var notes []string
 		if l.Missing > 0 {
@@ -364,8 +369,12 @@ func streamMarkdown(b *strings.Builder, r *Result) {
 		if l.Error != "" {
 			notes = append(notes, "error: "+l.Error)
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.Sink, num(float64(l.TargetRate)), numOr(l.Rate), numOr(float64(l.Transactions)),
-			secOr(l.P50), secOr(l.P99), secOr(l.Max), secOr(l.HistP50), secOr(l.HistP99), mibOr(l.PeakRSS), cell(strings.Join(notes, "; ")))
+		upload := "–"
+		if l.Batches > 0 {
+			upload = fmt.Sprintf("%s / %s", ms3(l.UploadP50), ms3(l.UploadP99))
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.Sink, num(float64(l.TargetRate)), numOr(l.Rate), numOr(float64(l.Transactions)),
+			secOr(l.P50), secOr(l.P99), secOr(l.Max), secOr(l.HistP50), secOr(l.HistP99), numOr(l.Batches), upload, mibOr(l.PeakRSS), cell(strings.Join(notes, "; ")))
 	}
 	for _, n := range s.Notes {
 		p("\n- %s", n)
@@ -379,8 +388,8 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 	p("## 3. Verification\n\n")
 	p("The whole trail of part 2 (mean canonical entry %s bytes). Seconds are the process's wall time, connection "+
 		"included; `pgtrail verify` uses every core (its default workers), the raw row one. The raw row chains "+
-		"SHA-256(h ‖ entry) over buffers of every entry's canonical size, in process, on one goroutine: the least "+
-		"work any verifier must do, so an upper bound on a one-core verifier's speed.\n\n", num(v.MeanEntrySize))
+		"SHA-256(h ‖ entry) over buffers of every entry's canonical size, in process, on one goroutine (best of "+
+		"three): the least work any verifier must do, so an upper bound on a one-core verifier's speed.\n\n", num(v.MeanEntrySize))
 	p("| what | entries | seconds | entries/s | share of raw | peak RSS MiB | CPU s | notes |\n|---|---|---|---|---|---|---|---|\n")
 	for _, run := range v.Runs {
 		note := run.Unavailable
@@ -410,6 +419,13 @@ func tpsCell(run *WriteRun) string {
 		return "error"
 	}
 	return num(run.TPS)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
 }
 
 // cell makes text safe inside a Markdown table cell.

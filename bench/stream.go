@@ -65,6 +65,9 @@ type LagRun struct {
 	Max          float64 `json:"max_s"`
 	HistP50      float64 `json:"histogram_p50_s"` // pgtrail_stream_commit_to_durable_seconds
 	HistP99      float64 `json:"histogram_p99_s"`
+	Batches      float64 `json:"batches"`
+	UploadP50    float64 `json:"upload_p50_s"` // pgtrail_stream_upload_seconds: one batch made durable
+	UploadP99    float64 `json:"upload_p99_s"`
 	PeakRSS      int64   `json:"peak_rss_bytes"`
 	Skipped      string  `json:"skipped,omitempty"`
 	Error        string  `json:"error,omitempty"`
@@ -78,6 +81,31 @@ type StreamResult struct {
 	Notes  []string    `json:"notes,omitempty"`
 	// TrailEntries is how many entries audit.events holds at the end (part 3 verifies them).
 	TrailEntries int64 `json:"trail_entries"`
+	// Defaults are the daemon's default flags the lag run used (batching, seal interval).
+	Defaults map[string]string `json:"defaults"`
+}
+
+// streamDefaults reads the defaults of the flags that shape the lag from `pgtrail stream --help`.
+func streamDefaults(ctx context.Context, bin string) map[string]string {
+	out, _ := runCapture(ctx, nil, bin, "stream", "--help")
+	defaults := map[string]string{}
+	lines := strings.Split(out, "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		f := strings.Fields(lines[i])
+		if len(f) == 0 || !strings.HasPrefix(f[0], "-") {
+			continue
+		}
+		name := strings.TrimLeft(f[0], "-")
+		switch name {
+		case "batch-age", "batch-events", "batch-bytes", "seal-interval":
+		default:
+			continue
+		}
+		if _, after, ok := strings.Cut(lines[i+1], "(default "); ok {
+			defaults[name] = strings.TrimSuffix(strings.TrimSpace(after), ")")
+		}
+	}
+	return defaults
 }
 
 // SealRun is how fast `pgtrail seal --once` chained a backlog (context for the drains).
@@ -112,7 +140,7 @@ type streamBench struct {
 func runStream(ctx context.Context, cfg *Config, cl *cluster, t *tools, dir string) (*StreamResult, *streamBench, error) {
 	log := cfg.logger().With("part", PartStream)
 	s := &streamBench{cfg: cfg, cl: cl, t: t, dir: dir}
-	res := &StreamResult{}
+	res := &StreamResult{Defaults: streamDefaults(ctx, t.pgtrail)}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}
@@ -222,6 +250,7 @@ func (s *streamBench) setup(ctx context.Context, res *StreamResult) error {
 // daemon is a running `pgtrail stream` with its metrics endpoint.
 type daemon struct {
 	p       *proc
+	slot    string
 	metrics string // http://127.0.0.1:port/metrics
 }
 
@@ -238,7 +267,7 @@ func (s *streamBench) startDaemon(ctx context.Context, tg *target, extra ...stri
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{p: p, metrics: "http://" + addr + "/metrics"}
+	d := &daemon{p: p, slot: tg.slot, metrics: "http://" + addr + "/metrics"}
 	// Streaming has begun once the slot is active: the daemon backfills before it starts replication.
 	conn, err := s.cl.connect(ctx, streamDB)
 	if err != nil {

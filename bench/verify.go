@@ -62,8 +62,13 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 	raw := &VerifyRun{What: VerifyRaw, Entries: int64(len(sizes))}
 	res.Runs = append(res.Runs, raw)
 	log.Info("raw SHA-256 chaining")
-	wall, cpu := rawChain(sizes)
-	raw.Seconds, raw.CPU = wall.Seconds(), cpu.Seconds()
+	// Best of three: the floor should not carry another tenant's burst.
+	for range 3 {
+		wall, cpu := rawChain(sizes)
+		if raw.Seconds == 0 || wall.Seconds() < raw.Seconds {
+			raw.Seconds, raw.CPU = wall.Seconds(), cpu.Seconds()
+		}
+	}
 	if raw.Seconds > 0 {
 		raw.PerSec = float64(raw.Entries) / raw.Seconds
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -184,14 +185,15 @@ func runWrite(ctx context.Context, cfg *Config, cl *cluster, t *tools, dir strin
 	if err := w.makeTemplate(ctx); err != nil {
 		return nil, err
 	}
-	var chosen []*scenario
-	for _, sc := range scenarios {
-		if w.wanted(sc) {
-			chosen = append(chosen, sc)
-		}
-	}
+	top := slices.Max(cfg.Clients)
 	roundTime := cfg.Duration / time.Duration(cfg.Rounds)
 	for _, clients := range cfg.Clients {
+		var chosen []*scenario
+		for _, sc := range scenarios {
+			if w.wanted(sc, clients == top) {
+				chosen = append(chosen, sc)
+			}
+		}
 		runs := map[string]*WriteRun{}
 		for _, sc := range chosen {
 			run := &WriteRun{Scenario: sc.name, Label: sc.label, Clients: clients}
@@ -247,9 +249,9 @@ func (r *WriteRun) finish() {
 	r.latencies = nil
 }
 
-func (w *writeBench) wanted(sc *scenario) bool {
+func (w *writeBench) wanted(sc *scenario, topClients bool) bool {
 	if len(w.cfg.Scenarios) == 0 {
-		return !sc.diagnostic
+		return !sc.diagnostic || (w.cfg.Diagnostics && topClients)
 	}
 	for _, n := range w.cfg.Scenarios {
 		if n == sc.name {

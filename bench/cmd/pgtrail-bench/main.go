@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string) error {
 	lagRate := fs.Int("lag-rate", 0, "events per second for the lag measurement")
 	lagDuration := fs.Duration("lag-duration", 0, "how long the lag load runs")
 	results := fs.String("results", "", "directory for <timestamp>.md/.json and latest.md (default bench/results; .cache/bench-smoke with -smoke)")
+	noDiag := fs.Bool("no-diagnostics", false, "skip the diagnostic write scenarios at the highest client count")
 	noInstall := fs.Bool("no-install", false, "do not apt-get install pgaudit when it is missing")
 	pgtrailBin := fs.String("pgtrail", "", "use this pgtrail binary instead of building ./cmd/pgtrail into .cache/bin")
 	keep := fs.Bool("keep", false, "keep the work directory (cluster, archives, logs)")
@@ -105,6 +106,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if *lagDuration > 0 {
 		cfg.LagDuration = *lagDuration
+	}
+	if *noDiag {
+		cfg.Diagnostics = false
 	}
 	if *noInstall {
 		cfg.InstallPgaudit = false
