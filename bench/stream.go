@@ -68,9 +68,11 @@ type LagRun struct {
 	Batches      float64 `json:"batches"`
 	UploadP50    float64 `json:"upload_p50_s"` // pgtrail_stream_upload_seconds: one batch made durable
 	UploadP99    float64 `json:"upload_p99_s"`
-	PeakRSS      int64   `json:"peak_rss_bytes"`
-	Skipped      string  `json:"skipped,omitempty"`
-	Error        string  `json:"error,omitempty"`
+	// WatcherMaxPoll is the harness's slowest listing of the archive (it bounds the measuring error).
+	WatcherMaxPoll float64 `json:"watcher_max_poll_s"`
+	PeakRSS        int64   `json:"peak_rss_bytes"`
+	Skipped        string  `json:"skipped,omitempty"`
+	Error          string  `json:"error,omitempty"`
 }
 
 // StreamResult is part 2.
