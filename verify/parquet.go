@@ -78,13 +78,16 @@ const pqBlockRows = 128
 
 // parquetDecoder decodes archive files page by page into events whose strings alias the pages:
 // no allocation per value, which makes it several times faster than archive.DecodeParquet's
-// row-by-row reflection. One per worker; not safe for concurrent use.
+// row-by-row reflection. Each column's pages are read as the rows reach them, and returned to
+// parquet-go's buffer pool once the rows that alias them are hashed: a worker holds about one
+// page per column, not a whole row group. One per worker; not safe for concurrent use.
 type parquetDecoder struct {
-	rows  [pqBlockRows]pqRow
-	cols  []string
-	curs  [numColumns]colCursor
-	pages []parquet.Page
-	open  []parquet.Pages
+	rows [pqBlockRows]pqRow
+	cols []string
+	curs [numColumns]colCursor
+	// held are the pages the cursors moved past while filling the current block: the block's
+	// rows may still alias them.
+	held []parquet.Page
 }
 
 // decode calls fn with the rows of the file in data, a block at a time, in file order. The rows
@@ -106,7 +109,7 @@ func (d *parquetDecoder) decode(data []byte, fn func([]pqRow) error) error {
 	}
 	defer d.release()
 	for _, rg := range f.RowGroups() {
-		if err := catch(func() error { return d.load(rg) }); err != nil {
+		if err := catch(func() error { return d.open(rg) }); err != nil {
 			return fmt.Errorf("decode parquet: %w", err)
 		}
 		for left := rg.NumRows(); left > 0; {
@@ -118,13 +121,26 @@ func (d *parquetDecoder) decode(data []byte, fn func([]pqRow) error) error {
 			if err := fn(rows); err != nil {
 				return err
 			}
+			d.releaseHeld()
 		}
-		for c := range d.curs {
-			if !d.curs[c].done() {
-				return fmt.Errorf("decode parquet: column %d has more values than the row group has rows", c)
-			}
+		if err := catch(d.end); err != nil {
+			return fmt.Errorf("decode parquet: %w", err)
 		}
 		d.release()
+	}
+	return nil
+}
+
+// end checks that every column of the row group is used up.
+func (d *parquetDecoder) end() error {
+	for c := range d.curs {
+		more, err := d.curs[c].more()
+		if err != nil {
+			return fmt.Errorf("column %d: %w", c, err)
+		}
+		if more {
+			return fmt.Errorf("column %d has more values than the row group has rows", c)
+		}
 	}
 	return nil
 }
@@ -161,41 +177,31 @@ func (h *hasher) hashRow(r *pqRow, out *entry) {
 	h.hash(&r.ev, out)
 }
 
-func (d *parquetDecoder) release() {
-	for _, p := range d.pages {
+// releaseHeld returns the pages the last block moved past to parquet-go's pool.
+func (d *parquetDecoder) releaseHeld() {
+	for _, p := range d.held {
 		parquet.Release(p)
 	}
-	for _, p := range d.open {
-		p.Close()
-	}
-	clear(d.pages)
-	clear(d.open)
-	d.pages, d.open = d.pages[:0], d.open[:0]
+	clear(d.held)
+	d.held = d.held[:0]
 }
 
-// load reads the pages of every column of rg and sets the cursors at its first row.
-func (d *parquetDecoder) load(rg parquet.RowGroup) error {
+// release returns every page to the pool and closes the column readers.
+func (d *parquetDecoder) release() {
+	d.releaseHeld()
+	for c := range d.curs {
+		d.curs[c].close()
+	}
+}
+
+// open sets a cursor at the start of each column of rg.
+func (d *parquetDecoder) open(rg parquet.RowGroup) error {
 	chunks := rg.ColumnChunks()
 	if len(chunks) != numColumns {
 		return fmt.Errorf("%d columns, want %d", len(chunks), numColumns)
 	}
 	for c, chunk := range chunks {
-		pages := chunk.Pages()
-		d.open = append(d.open, pages)
-		cur := &d.curs[c]
-		*cur = colCursor{c: c, pages: cur.pages[:0]}
-		for {
-			p, err := pages.ReadPage()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("column %d: %w", c, err)
-			}
-			d.pages = append(d.pages, p)
-			cur.pages = append(cur.pages, p)
-		}
-		cur.next()
+		d.curs[c] = colCursor{c: c, pages: chunk.Pages(), held: &d.held}
 	}
 	return nil
 }
@@ -265,8 +271,10 @@ func (pv *pageValues) bytes(k int) []byte {
 // colCursor walks one column of a row group, row by row, across its pages.
 type colCursor struct {
 	c     int
-	pages []parquet.Page
-	p     int // the next page to load
+	pages parquet.Pages   // nil once used up or closed
+	page  parquet.Page    // the page being read, nil before the first
+	held  *[]parquet.Page // where pages go once moved past (parquetDecoder.held)
+	err   error           // why the pages ended early
 	pv    pageValues
 	defs  []byte // definition levels (optional and list columns)
 	reps  []byte // repetition levels (the list column)
@@ -275,32 +283,76 @@ type colCursor struct {
 	n     int    // levels (or values) in the page
 }
 
-// next loads the next page, if any.
+// next loads the next page, if any. The page it leaves stays valid until the decoder releases
+// the held pages, after the block has been hashed.
 func (cur *colCursor) next() bool {
-	if cur.p >= len(cur.pages) {
-		cur.n, cur.j = 0, 0
+	if cur.page != nil {
+		*cur.held = append(*cur.held, cur.page)
+		cur.page = nil
+	}
+	cur.n, cur.j, cur.k = 0, 0, 0
+	if cur.pages == nil {
 		return false
 	}
-	page := cur.pages[cur.p]
-	cur.p++
+	page, err := cur.pages.ReadPage()
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			cur.err = err
+		}
+		cur.pages.Close()
+		cur.pages = nil
+		return false
+	}
+	cur.page = page
 	kind := parquet.ByteArray
 	if cur.c == colSeq || cur.c == colOccurredAt || cur.c == colTxID {
 		kind = parquet.Int64
 	}
 	cur.pv = newPageValues(page, kind)
 	cur.defs, cur.reps = page.DefinitionLevels(), page.RepetitionLevels()
-	cur.j, cur.k = 0, 0
 	cur.n = cur.pv.count
 	if cur.defs != nil {
 		cur.n = len(cur.defs)
 	}
 	if cur.c == colChangedColumns && len(cur.reps) != len(cur.defs) {
+		cur.err = errors.New("a list page whose repetition and definition levels differ in number")
+		cur.n = 0
 		return false
 	}
 	return true
 }
 
-func (cur *colCursor) done() bool { return cur.j >= cur.n && cur.p >= len(cur.pages) }
+// ended is the error for a column that ran out of rows.
+func (cur *colCursor) ended() error {
+	if cur.err != nil {
+		return cur.err
+	}
+	return errors.New("fewer rows than the row group has")
+}
+
+// more tells whether the column has values left.
+func (cur *colCursor) more() (bool, error) {
+	for cur.j >= cur.n {
+		if !cur.next() {
+			return false, cur.err
+		}
+	}
+	return true, nil
+}
+
+// close releases the current page and closes the column's reader.
+func (cur *colCursor) close() {
+	if cur.page != nil {
+		parquet.Release(cur.page)
+		cur.page = nil
+	}
+	if cur.pages != nil {
+		cur.pages.Close()
+		cur.pages = nil
+	}
+	cur.pv, cur.defs, cur.reps = pageValues{}, nil, nil
+	cur.n, cur.j, cur.k = 0, 0, 0
+}
 
 // value returns the next value of the page, checking that there is one.
 func (cur *colCursor) value() ([]byte, error) {
@@ -329,7 +381,7 @@ func (cur *colCursor) fillBlock(rows []pqRow, cols *[]string) error {
 	for i := 0; i < len(rows); {
 		for cur.j >= cur.n {
 			if !cur.next() {
-				return errors.New("fewer rows than the row group has")
+				return cur.ended()
 			}
 		}
 		run := rows[i:min(len(rows), i+cur.n-cur.j)]
@@ -384,7 +436,7 @@ func (cur *colCursor) optionalBlock(rows []pqRow) error {
 	for i := 0; i < len(rows); {
 		for cur.j >= cur.n {
 			if !cur.next() {
-				return errors.New("fewer rows than the row group has")
+				return cur.ended()
 			}
 		}
 		if cur.defs == nil {
@@ -445,7 +497,7 @@ func optionalField(e *pgtrail.Event, c int) **string {
 func (cur *colCursor) fill(r *pqRow, cols *[]string) error {
 	for cur.j >= cur.n {
 		if !cur.next() {
-			return errors.New("fewer rows than the row group has")
+			return cur.ended()
 		}
 	}
 	switch cur.c {
