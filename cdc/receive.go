@@ -2,7 +2,9 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -31,6 +33,16 @@ type receiver struct {
 	batchCommits []time.Time // commit times of the batch's transactions
 	batchLSN     pglogrepl.LSN
 
+	// One batch at a time is uploaded by a goroutine while the loop goes on receiving the next:
+	// a receiver that stopped reading during each upload would make the next batch's entries
+	// wait behind it. Nothing of it is acknowledged before it is durable.
+	uploads   chan *upload
+	inflight  *upload       // the batch being uploaded, nil when none
+	flightLSN pglogrepl.LSN // acknowledged once inflight is durable: its end, and empty transactions after it
+	// tipSeq and tipHash end what has been handed to the uploader (or archived before).
+	tipSeq  int64
+	tipHash []byte
+
 	acked     pglogrepl.LSN // confirmed to PostgreSQL: everything before it is archived or irrelevant
 	received  pglogrepl.LSN // highest WAL position the server reported having sent
 	lastData  time.Time
@@ -40,25 +52,71 @@ type receiver struct {
 	nextReply time.Time
 }
 
+// upload is a batch handed to the uploader goroutine.
+type upload struct {
+	parts   [][]pgtrail.Event // contiguous, written in order (two when cut at cutAt)
+	commits []time.Time       // commit times of its transactions
+	// done is canceled by the uploader when it is through with the batch; err is set before.
+	done   context.Context
+	finish context.CancelFunc
+	err    error
+}
+
 func (r *receiver) loop(ctx context.Context) error {
 	now := time.Now()
 	r.lastData, r.nextState, r.nextSlot = now, now.Add(r.cfg.StandbyInterval), now
+	r.tipSeq, r.tipHash = r.lastSeq, r.lastHash
+
+	// Uploads outlive ctx: on stop, shutdown waits for them within the shutdown timeout. When
+	// the session ends otherwise, the one in flight is abandoned, as a crash would: the next
+	// session resumes from what the archive holds.
+	uctx, stopUploads := context.WithCancel(context.WithoutCancel(ctx))
+	r.uploads = make(chan *upload)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for u := range r.uploads {
+			for _, part := range u.parts {
+				if u.err = r.store(uctx, part); u.err != nil {
+					break
+				}
+			}
+			u.finish()
+		}
+	})
+	defer func() {
+		close(r.uploads)
+		stopUploads()
+		wg.Wait()
+	}()
+
 	for {
 		if ctx.Err() != nil {
 			return r.shutdown()
 		}
+		if r.inflight != nil && r.inflight.done.Err() != nil {
+			if err := r.complete(ctx); err != nil {
+				return r.stopOr(ctx, err)
+			}
+		}
 		done, err := r.tick(ctx)
 		if err != nil || done {
-			return err
+			return r.stopOr(ctx, err)
 		}
 		rctx, cancel := context.WithDeadline(ctx, r.deadline())
+		stop := func() bool { return false }
+		if r.inflight != nil {
+			// Wake up as soon as the upload is through, to acknowledge it and start the next.
+			stop = context.AfterFunc(r.inflight.done, cancel)
+		}
 		msg, err := r.repl.ReceiveMessage(rctx)
+		stop()
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return r.shutdown()
 			}
-			if pgconn.Timeout(err) {
+			// A timeout, or the upload's end (a canceled read leaves the connection usable).
+			if pgconn.Timeout(err) || errors.Is(err, context.Canceled) {
 				continue
 			}
 			return fmt.Errorf("receive: %w", err)
@@ -66,7 +124,7 @@ func (r *receiver) loop(ctx context.Context) error {
 		switch msg := msg.(type) {
 		case *pgproto3.CopyData:
 			if err := r.handle(ctx, msg.Data); err != nil {
-				return err
+				return r.stopOr(ctx, err)
 			}
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication: %w", pgconn.ErrorResponseToPgError(msg))
@@ -74,10 +132,19 @@ func (r *receiver) loop(ctx context.Context) error {
 	}
 }
 
+// stopOr returns err, or, when err comes from ctx being done (a flush waiting for the upload in
+// flight, say), stops as a stop should: archiving and acknowledging what is complete.
+func (r *receiver) stopOr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return r.shutdown()
+	}
+	return err
+}
+
 // deadline is when the loop must wake up even without a message.
 func (r *receiver) deadline() time.Time {
 	d := r.nextState
-	if len(r.batch) > 0 {
+	if len(r.batch) > 0 && r.inflight == nil {
 		d = earliest(d, r.batchStart.Add(r.cfg.BatchAge))
 	}
 	if r.cfg.HeartbeatInterval > 0 {
@@ -108,13 +175,14 @@ func earliest(a, b time.Time) time.Time {
 // tick does the time-driven work: batch age, standby status, heartbeats, slot size, catch-up.
 func (r *receiver) tick(ctx context.Context) (done bool, err error) {
 	now := time.Now()
-	if len(r.batch) > 0 && now.Sub(r.batchStart) >= r.cfg.BatchAge && r.mayFlush() {
+	// While a batch is uploading, an aged batch keeps growing until the upload is through.
+	if len(r.batch) > 0 && now.Sub(r.batchStart) >= r.cfg.BatchAge && r.mayFlush() && r.inflight == nil {
 		if err := r.flush(ctx); err != nil {
 			return false, err
 		}
 	}
 	r.updateLag(now)
-	if r.cfg.ExitWhenCaughtUp && !r.inTx && len(r.batch) == 0 && r.received >= r.target {
+	if r.cfg.ExitWhenCaughtUp && !r.inTx && len(r.batch) == 0 && r.inflight == nil && r.received >= r.target {
 		r.log.Info("caught up", "archived_through_seq", r.lastSeq, "lsn", r.acked)
 		return true, r.sendStatus(ctx, false)
 	}
@@ -154,7 +222,9 @@ func (r *receiver) updateLag(now time.Time) {
 	} else {
 		r.m.LagBytes.Set(0)
 	}
-	if len(r.batchCommits) > 0 {
+	if r.inflight != nil && len(r.inflight.commits) > 0 {
+		r.m.LagSeconds.Set(now.Sub(r.inflight.commits[0]).Seconds())
+	} else if len(r.batchCommits) > 0 {
 		r.m.LagSeconds.Set(now.Sub(r.batchCommits[0]).Seconds())
 	} else {
 		r.m.LagSeconds.Set(0)
@@ -187,9 +257,10 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 			return fmt.Errorf("parse keepalive: %w", err)
 		}
 		r.received = max(r.received, pkm.ServerWALEnd)
-		// Nothing is pending: everything the server has sent is archived or was not ours.
-		if !r.inTx && len(r.batch) == 0 && pkm.ServerWALEnd > r.acked {
-			r.acked = pkm.ServerWALEnd
+		// Nothing is pending: everything the server has sent is archived (or uploading) or was
+		// not ours.
+		if !r.inTx && len(r.batch) == 0 {
+			r.ackAfterUpload(pkm.ServerWALEnd)
 		}
 		if pkm.ReplyRequested {
 			return r.sendStatus(ctx, false)
@@ -265,12 +336,22 @@ func tupleSeq(rel *pglogrepl.RelationMessage, t *pglogrepl.TupleData) string {
 	return ""
 }
 
-// pendingSeq is the last seq archived or waiting in the batch.
+// pendingSeq is the last seq archived, uploading or waiting in the batch.
 func (r *receiver) pendingSeq() int64 {
 	if len(r.batch) > 0 {
 		return r.batch[len(r.batch)-1].Seq
 	}
-	return r.lastSeq
+	return r.tipSeq
+}
+
+// ackAfterUpload acknowledges lsn, which ends WAL with nothing for the batch, as soon as
+// everything before it is durable: now, or when the upload in flight is.
+func (r *receiver) ackAfterUpload(lsn pglogrepl.LSN) {
+	if r.inflight != nil {
+		r.flightLSN = max(r.flightLSN, lsn)
+		return
+	}
+	r.acked = max(r.acked, lsn)
 }
 
 func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) error {
@@ -297,8 +378,9 @@ func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) err
 		r.batchCommits = append(r.batchCommits, msg.CommitTime)
 	}
 	if len(r.batch) == 0 {
-		// Nothing of this transaction waits for the archive: it can be confirmed now.
-		r.acked = max(r.acked, msg.TransactionEndLSN)
+		// Nothing of this transaction waits for the archive: it can be confirmed with what
+		// precedes it.
+		r.ackAfterUpload(msg.TransactionEndLSN)
 		return nil
 	}
 	r.batchLSN = msg.TransactionEndLSN
@@ -322,28 +404,72 @@ func (r *receiver) mayFlush() bool {
 	return r.cutAt == 0 || r.pendingSeq() >= r.cutAt
 }
 
-// flush archives the batch (cut at cutAt first, when that falls inside it), then acknowledges
-// the end LSN of its last transaction.
+// flush hands the batch to the uploader (cut at cutAt first, when that falls inside it), after
+// waiting for the upload in flight, if any. complete acknowledges it once it is durable.
 func (r *receiver) flush(ctx context.Context) error {
-	keepAlive := func() error { return r.sendStatus(ctx, false) }
-	batch := r.batch
-	if r.cutAt > 0 && r.cutAt < batch[len(batch)-1].Seq {
-		k := int(r.cutAt - batch[0].Seq + 1)
-		if err := r.write(ctx, batch[:k], keepAlive); err != nil {
+	if r.inflight != nil {
+		if err := r.await(ctx); err != nil {
 			return err
 		}
-		batch = batch[k:]
 	}
-	if err := r.write(ctx, batch, keepAlive); err != nil {
-		return err
+	batch := r.batch
+	parts := [][]pgtrail.Event{batch}
+	if r.cutAt > 0 && r.cutAt < batch[len(batch)-1].Seq {
+		k := int(r.cutAt - batch[0].Seq + 1)
+		parts = [][]pgtrail.Event{batch[:k], batch[k:]}
+	}
+	r.checkChain(r.tipSeq, r.tipHash, batch)
+	last := batch[len(batch)-1]
+	r.tipSeq, r.tipHash = last.Seq, last.EntryHash
+	if r.cutAt > 0 && r.cutAt <= r.tipSeq {
+		r.cutAt = 0
+	}
+	u := &upload{parts: parts, commits: r.batchCommits}
+	u.done, u.finish = context.WithCancel(context.Background())
+	r.inflight, r.flightLSN = u, r.batchLSN
+	r.uploads <- u
+	// The batch's slices now belong to the upload.
+	r.batch, r.batchBytes, r.batchCommits = nil, 0, nil
+	return nil
+}
+
+// await waits for the upload in flight and completes it, sending standby status meanwhile so
+// that PostgreSQL keeps the connection while the archive is slow or down.
+func (r *receiver) await(ctx context.Context) error {
+	for {
+		t := time.NewTimer(time.Until(r.nextState))
+		select {
+		case <-r.inflight.done.Done():
+			t.Stop()
+			return r.complete(ctx)
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+			if err := r.sendStatus(ctx, false); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// complete takes the finished upload in flight: it advances the archive position and
+// acknowledges the batch and what followed it without entries.
+func (r *receiver) complete(ctx context.Context) error {
+	u := r.inflight
+	r.inflight = nil
+	if u.err != nil {
+		return u.err
+	}
+	for _, part := range u.parts {
+		r.advance(ctx, part)
 	}
 	now := time.Now()
-	for _, c := range r.batchCommits {
+	for _, c := range u.commits {
 		r.m.CommitToDurable.Observe(now.Sub(c).Seconds())
 	}
-	r.acked = max(r.acked, r.batchLSN)
+	r.acked = max(r.acked, r.flightLSN)
 	r.m.AckedLSN.Set(float64(r.acked))
-	r.batch, r.batchBytes, r.batchCommits = r.batch[:0], 0, r.batchCommits[:0]
 	return r.sendStatus(ctx, false)
 }
 
@@ -365,12 +491,23 @@ func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
 func (r *receiver) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
 	defer cancel()
+	notArchived := func(err error) error {
+		return &fatalError{fmt.Errorf("stop: entries after seq %d not archived within %s (they stay in the slot and are archived at the next start): %w",
+			r.lastSeq, r.cfg.ShutdownTimeout, err)}
+	}
+	if r.inflight != nil {
+		if err := r.await(ctx); err != nil {
+			return notArchived(err)
+		}
+	}
 	if len(r.batch) > 0 && !r.mayFlush() {
 		r.log.Info("stopping before a batch interrupted by a crash was rebuilt; it stays in the slot", "through_seq", r.cutAt)
 	} else if len(r.batch) > 0 {
 		if err := r.flush(ctx); err != nil {
-			return &fatalError{fmt.Errorf("stop: entries after seq %d not archived within %s (they stay in the slot and are archived at the next start): %w",
-				r.lastSeq, r.cfg.ShutdownTimeout, err)}
+			return notArchived(err)
+		}
+		if err := r.await(ctx); err != nil {
+			return notArchived(err)
 		}
 	} else if err := r.sendStatus(ctx, false); err != nil {
 		r.log.Warn("could not send the final status", "err", err)

@@ -201,17 +201,28 @@ func (s *Stream) fillGap(ctx context.Context, to int64) error {
 			return fmt.Errorf("audit.events lacks entries %d..%d that the chain head covers", s.lastSeq+1, end)
 		}
 		s.log.Info("backfilling from the table", "from_seq", s.lastSeq+1, "to_seq", end)
-		if err := s.write(ctx, batch, nil); err != nil {
+		if err := s.write(ctx, batch); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// write archives one contiguous batch, retrying with backoff while the archive is unavailable.
-// keepAlive, when set, runs between attempts so PostgreSQL does not drop the connection.
-func (s *Stream) write(ctx context.Context, batch []pgtrail.Event, keepAlive func() error) error {
-	s.checkChain(batch)
+// write archives one contiguous batch, retrying with backoff while the archive is unavailable,
+// and advances the archive position.
+func (s *Stream) write(ctx context.Context, batch []pgtrail.Event) error {
+	s.checkChain(s.lastSeq, s.lastHash, batch)
+	if err := s.store(ctx, batch); err != nil {
+		return err
+	}
+	s.advance(ctx, batch)
+	return nil
+}
+
+// store makes one contiguous batch durable, retrying with backoff while the archive is
+// unavailable; it returns only once the batch is durable or ctx is done. It reads and changes no
+// archive position, so the receiver's uploader goroutine runs it while the receiver goes on.
+func (s *Stream) store(ctx context.Context, batch []pgtrail.Event) error {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		err := s.arch.WriteBatch(ctx, batch)
@@ -225,35 +236,36 @@ func (s *Stream) write(ctx context.Context, batch []pgtrail.Event, keepAlive fun
 		wait := backoff(attempt)
 		s.log.Warn("archive write failed, retrying; the slot keeps the WAL meanwhile", "err", err,
 			"retryable", archive.IsRetryable(err), "first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq, "in", wait.Round(time.Millisecond))
-		if keepAlive != nil {
-			if err := keepAlive(); err != nil {
-				return err
-			}
-		}
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
-	}
-	last := batch[len(batch)-1]
-	s.lastSeq, s.lastHash = last.Seq, last.EntryHash
-	if s.cutAt <= s.lastSeq {
-		s.cutAt = 0
 	}
 	s.m.UploadSeconds.Observe(time.Since(start).Seconds())
 	s.m.Batches.Inc()
 	s.m.BatchEvents.Observe(float64(len(batch)))
 	s.m.Events.Add(float64(len(batch)))
-	s.log.Debug("archived batch", "first_seq", batch[0].Seq, "last_seq", last.Seq, "events", len(batch))
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.Archived(ctx, append([]pgtrail.Event(nil), batch...))
-	}
+	s.log.Debug("archived batch", "first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq, "events", len(batch),
+		"upload", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-// checkChain recomputes hashes and links as entries go by: the archive gets what the database
-// holds either way, but a break is reported the moment it is seen.
-func (s *Stream) checkChain(batch []pgtrail.Event) {
-	prev, prevSeq := s.lastHash, s.lastSeq
+// advance moves the archive position past batch, which store has made durable, and tells the
+// observer.
+func (s *Stream) advance(ctx context.Context, batch []pgtrail.Event) {
+	last := batch[len(batch)-1]
+	s.lastSeq, s.lastHash = last.Seq, last.EntryHash
+	if s.cutAt <= s.lastSeq {
+		s.cutAt = 0
+	}
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Archived(ctx, append([]pgtrail.Event(nil), batch...))
+	}
+}
+
+// checkChain recomputes hashes and links as entries go by, batch following prevSeq (whose entry
+// hash is prev): the archive gets what the database holds either way, but a break is reported
+// the moment it is seen.
+func (s *Stream) checkChain(prevSeq int64, prev []byte, batch []pgtrail.Event) {
 	var buf []byte
 	for i := range batch {
 		e := &batch[i]

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,8 @@ type fixture struct {
 	cancel  context.CancelFunc
 	done    chan error
 	sealer  *chain.Sealer
+	// noSealer: only testdb.Seal seals.
+	noSealer bool
 }
 
 func fileSink(t *testing.T) archive.Sink {
@@ -83,8 +86,10 @@ func (f *fixture) start(t *testing.T, cfg cdc.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan error, 1)
 	go func() { f.done <- s.Run(ctx) }()
-	f.sealer = &chain.Sealer{DB: f.db, Interval: 20 * time.Millisecond, Logger: cfg.Logger}
-	f.sealer.Start(ctx)
+	if !f.noSealer {
+		f.sealer = &chain.Sealer{DB: f.db, Interval: 20 * time.Millisecond, Logger: cfg.Logger}
+		f.sealer.Start(ctx)
+	}
 	t.Cleanup(f.stop)
 }
 
@@ -94,7 +99,9 @@ func (f *fixture) stop() {
 		return
 	}
 	f.cancel()
-	f.sealer.Stop()
+	if f.sealer != nil {
+		f.sealer.Stop()
+	}
 	f.cancel = nil
 }
 
@@ -357,4 +364,107 @@ func TestStream_PostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameEvents(t, archivetest.Events(t, f.sink), dbEvents(t, f.db))
+}
+
+// gatedSink holds back the Puts of data files while closed.
+type gatedSink struct {
+	archive.Sink
+	mu   sync.Mutex
+	gate chan struct{} // nil: open
+}
+
+func (g *gatedSink) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate = make(chan struct{})
+}
+
+func (g *gatedSink) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.gate)
+	g.gate = nil
+}
+
+func (g *gatedSink) Put(ctx context.Context, key string, data []byte) error {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil && strings.HasPrefix(key, archive.EventsPrefix) {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Sink.Put(ctx, key, data)
+}
+
+// TestStream_ReceivesWhileUploading holds an upload back: the stream must go on reading the WAL
+// (its reported write position passes WAL written after the held batch), and acknowledge
+// nothing of the held batch or after it until the batch is durable.
+func TestStream_ReceivesWhileUploading(t *testing.T) {
+	sink := &gatedSink{Sink: fileSink(t)}
+	f := setup(t, sink)
+	f.noSealer = true
+	cfg := f.config(t)
+	cfg.HeartbeatInterval = 0 // only the seals below commit after the mark
+	f.start(t, cfg)
+	write(t, f.db, 0, 50, 2)
+	waitArchived(t, f, 30*time.Second)
+	ctx := context.Background()
+	var held int64
+	if err := f.db.QueryRow(ctx, "SELECT seq FROM audit.chain_head").Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+
+	sink.close()
+	write(t, f.db, 50, 50, 2)
+	// Up to here the stream may acknowledge everything: nothing after the archive's end is sealed.
+	var before string
+	if err := f.db.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	testdb.Seal(t, f.db)
+	time.Sleep(200 * time.Millisecond) // past the batch age: the batch is uploading (held)
+	write(t, f.db, 100, 50, 2)
+	testdb.Seal(t, f.db)
+	var after string
+	if err := f.db.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var read, confirmed bool
+		err := f.db.QueryRow(ctx, `SELECT r.write_lsn >= $1::pg_lsn, s.confirmed_flush_lsn <= $2::pg_lsn
+			FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'pgtrail'`,
+			after, before).Scan(&read, &confirmed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !confirmed {
+			t.Fatal("the slot's confirmed position passed the held batch before it was durable")
+		}
+		if read {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream stopped reading the WAL while a batch was uploading")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, err := (&archive.Writer{Sink: sink.Sink}).Resume(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastSeq != held {
+		t.Fatalf("archive at seq %d while the upload was held, want %d", st.LastSeq, held)
+	}
+
+	sink.open()
+	waitArchived(t, f, 30*time.Second)
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, archivetest.Events(t, sink.Sink), dbEvents(t, f.db))
 }
