@@ -38,12 +38,13 @@ func BenchmarkVerifyArchive(b *testing.B) {
 		b.Fatal(err)
 	}
 	events = nil
-	var verifyTime, shaTime time.Duration
+	var verifyTime, verifyCPU, shaTime time.Duration
 	var files int64
 	for b.Loop() {
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU()
 		rep, err := verify.Archive(ctx, sink, pub)
 		verifyTime += time.Since(start)
+		verifyCPU += processCPU() - cpu0
 		if err != nil || !rep.Intact() || rep.Entries != benchEntries {
 			b.Fatalf("verify: %v %+v", err, rep)
 		}
@@ -57,6 +58,8 @@ func BenchmarkVerifyArchive(b *testing.B) {
 	b.ReportMetric(v, "entries/s")
 	b.ReportMetric(s, "sha256-entries/s")
 	b.ReportMetric(v/s, "ratio")
+	b.ReportMetric(float64(verifyCPU.Nanoseconds())/float64(b.N*benchEntries), "cpu-ns/entry")
+	b.ReportMetric(float64(shaTime.Nanoseconds())/float64(b.N*benchEntries), "sha256-ns/entry")
 	b.ReportMetric(float64(files), "files")
 }
 

@@ -3,7 +3,9 @@ package verify_test
 import (
 	"context"
 	"os"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/verify"
@@ -28,12 +30,26 @@ func BenchmarkVerifyArchiveDir(b *testing.B) {
 		b.Fatal(err)
 	}
 	var entries int64
+	var cpu time.Duration
 	for b.Loop() {
+		cpu0 := processCPU()
 		rep, err := (&verify.Verifier{Workers: benchWorkers}).Archive(ctx, sink, pub)
+		cpu += processCPU() - cpu0
 		if err != nil || !rep.Intact() {
 			b.Fatalf("verify: %v %+v", err, rep)
 		}
 		entries += rep.Entries
 	}
 	b.ReportMetric(float64(entries)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(entries), "cpu-ns/entry")
+}
+
+// processCPU is the CPU time (user and system) the process has used: on a shared machine it
+// varies less than the wall time does.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

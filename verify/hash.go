@@ -3,7 +3,7 @@ package verify
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/binary"
 	"hash/maphash"
 	"strconv"
 
@@ -46,6 +46,12 @@ var crossSeed = maphash.MakeSeed()
 type hasher struct {
 	buf   []byte // prev_hash ‖ canonical encoding: hashed in one call, without a digest's buffering
 	cross bool   // fill eventKey and content
+	enc   canonicalEncoder
+
+	// The hash computed last and its hex: the next row's prev_hash, in hex, is usually the
+	// same, and is then taken from here instead of decoded.
+	lastSum [sha256.Size]byte
+	lastHex [2 * sha256.Size]byte
 }
 
 func newHasher(cross bool) *hasher {
@@ -56,7 +62,7 @@ func newHasher(cross bool) *hasher {
 // encoding in h.buf[sha256.Size:].
 func (h *hasher) sum(e *pgtrail.Event) [sha256.Size]byte {
 	h.buf = append(h.buf[:0], e.PrevHash...)
-	h.buf = pgtrail.AppendCanonical(h.buf, e)
+	h.buf = h.enc.append(h.buf, e)
 	return sha256.Sum256(h.buf)
 }
 
@@ -70,13 +76,13 @@ func (h *hasher) hashHex(e *pgtrail.Event, entryHex []byte, out *entry) {
 	copy(out.prevHash[:], e.PrevHash)
 	sum := h.sum(e)
 	if entryHex != nil {
-		var enc [2 * sha256.Size]byte
-		hex.Encode(enc[:], sum[:])
+		h.lastSum = sum
+		encodeHexHash(&h.lastHex, &sum)
 		e.EntryHash = nil
-		if string(enc[:]) == string(entryHex) {
+		if string(h.lastHex[:]) == string(entryHex) {
 			out.entryHash = sum
 			e.EntryHash = out.entryHash[:]
-		} else if _, err := hex.Decode(out.entryHash[:], entryHex); err == nil && len(entryHex) == len(enc) {
+		} else if decodeHexHash(&out.entryHash, entryHex) != nil {
 			e.EntryHash = out.entryHash[:]
 		}
 	} else {
@@ -93,6 +99,71 @@ func (h *hasher) hashHex(e *pgtrail.Event, entryHex []byte, out *entry) {
 	if !out.selfOK && !out.badHash {
 		out.chainedAt = h.findPosition(e)
 	}
+}
+
+// prevHash sets e.PrevHash from prevHex, a prev_hash in hex, decoded into dst: taken from the
+// hash computed last when it is that hash's hex (the row before in the same file is usually
+// the entry before in the chain), decoded otherwise.
+func (h *hasher) prevHash(e *pgtrail.Event, dst *[sha256.Size]byte, prevHex []byte) {
+	if string(prevHex) == string(h.lastHex[:]) {
+		*dst = h.lastSum
+		e.PrevHash = dst[:]
+		return
+	}
+	e.PrevHash = decodeHexHash(dst, prevHex)
+}
+
+// hexPairs holds the two lowercase hex digits of each byte value, first digit in the low byte.
+var hexPairs = func() (t [256]uint16) {
+	const digits = "0123456789abcdef"
+	for b := range t {
+		t[b] = uint16(digits[b>>4]) | uint16(digits[b&15])<<8
+	}
+	return t
+}()
+
+// hexNibbles maps a hex digit (either case) to its value, anything else to 0xff.
+var hexNibbles = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c >= '0' && c <= '9':
+			t[c] = byte(c - '0')
+		case c >= 'a' && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			t[c] = byte(c - 'A' + 10)
+		default:
+			t[c] = 0xff
+		}
+	}
+	return t
+}()
+
+// encodeHexHash writes sum in lowercase hex to dst.
+func encodeHexHash(dst *[2 * sha256.Size]byte, sum *[sha256.Size]byte) {
+	for i, b := range sum {
+		binary.LittleEndian.PutUint16(dst[2*i:], hexPairs[b])
+	}
+}
+
+// decodeHexHash decodes a hex SHA-256 into dst and returns it; anything else yields nil (an
+// empty hash, which the hasher reports).
+func decodeHexHash(dst *[sha256.Size]byte, h []byte) []byte {
+	if len(h) != 2*sha256.Size {
+		return nil
+	}
+	h = h[:2*sha256.Size]
+	var bad byte
+	for i := range dst {
+		hi, lo := hexNibbles[h[2*i]], hexNibbles[h[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0x0f
+	}
+	if bad&0xf0 != 0 {
+		clear(dst[:])
+		return nil
+	}
+	return dst[:]
 }
 
 // seqFieldEnd returns the offset of the field after seq in a canonical encoding: the content of

@@ -3,7 +3,6 @@ package verify
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +65,7 @@ type pqRow struct {
 	ev       pgtrail.Event
 	opt      [11]string // what the event's nullable fields point to
 	prev     [sha256.Size]byte
+	prevHex  []byte // prev_hash as archived (hex); nil when ev.PrevHash is set
 	entryHex []byte // entry_hash as archived (hex); nil when ev.EntryHash is set
 	colsFrom int32  // the row's changed_columns in parquetDecoder.cols
 	colsTo   int32
@@ -170,6 +170,9 @@ func (d *parquetDecoder) decodeSlow(data []byte, fn func([]pqRow) error) error {
 
 // hashRow hashes a decoded row into out.
 func (h *hasher) hashRow(r *pqRow, out *entry) {
+	if r.prevHex != nil {
+		h.prevHash(&r.ev, &r.prev, r.prevHex)
+	}
 	if r.entryHex != nil {
 		h.hashHex(&r.ev, r.entryHex, out)
 		return
@@ -502,7 +505,8 @@ func (cur *colCursor) fill(r *pqRow, cols *[]string) error {
 	}
 	switch cur.c {
 	case colPrevHash:
-		r.ev.PrevHash = decodeHexHash(&r.prev, cur.pv.bytes(cur.j))
+		// Left in hex: the hasher decodes it, or finds it is the hash it computed last.
+		r.prevHex, r.ev.PrevHash = cur.pv.bytes(cur.j), nil
 	case colEntryHash:
 		// Left in hex: the hasher compares it with the hash it computes (hashHex).
 		r.entryHex, r.ev.EntryHash = cur.pv.bytes(cur.j), nil
@@ -547,16 +551,4 @@ func (cur *colCursor) list(r *pqRow, cols *[]string) error {
 	}
 	r.colsTo = int32(len(*cols))
 	return nil
-}
-
-// decodeHexHash decodes a hex SHA-256 into dst; anything else yields an empty hash, which the
-// hasher reports.
-func decodeHexHash(dst *[sha256.Size]byte, h []byte) []byte {
-	if len(h) != 2*sha256.Size {
-		return nil
-	}
-	if _, err := hex.Decode(dst[:], h); err != nil {
-		return nil
-	}
-	return dst[:]
 }

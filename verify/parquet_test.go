@@ -57,12 +57,16 @@ func TestParquetDecoder_MatchesDecodeParquet(t *testing.T) {
 			err = d.decode(data, func(rows []pqRow) error {
 				for i := range rows {
 					got = append(got, pgtrail.AppendCanonical(nil, &rows[i].ev))
-					entryHash := rows[i].ev.EntryHash
+					prevHash, entryHash := rows[i].ev.PrevHash, rows[i].ev.EntryHash
+					if rows[i].prevHex != nil {
+						prevHash = make([]byte, sha256.Size)
+						hex.Decode(prevHash, rows[i].prevHex)
+					}
 					if rows[i].entryHex != nil {
 						entryHash = make([]byte, sha256.Size)
 						hex.Decode(entryHash, rows[i].entryHex)
 					}
-					hashes = append(hashes, append(append([]byte(nil), rows[i].ev.PrevHash...), entryHash...))
+					hashes = append(hashes, append(append([]byte(nil), prevHash...), entryHash...))
 				}
 				return nil
 			})
