@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"math"
 	"strconv"
 	"sync"
 
@@ -21,6 +22,10 @@ type canonicalEncoder struct {
 	colsEnc  []byte
 	colsOK   bool
 	scratch  []byte
+
+	// seq, occurred_at and txid of the last entry, encoded: a file's rows mostly count seq up
+	// by one and repeat the time and transaction of the row before.
+	seq, occurredAt, txid numberCache
 }
 
 const canonicalHeader = pgtrail.CanonicalVersion + "\n"
@@ -28,10 +33,14 @@ const canonicalHeader = pgtrail.CanonicalVersion + "\n"
 // append appends the canonical encoding of e to buf.
 func (c *canonicalEncoder) append(buf []byte, e *pgtrail.Event) []byte {
 	buf = append(buf, canonicalHeader...)
-	buf = appendCanonInt(buf, e.Seq)
+	buf = c.seq.appendInt(buf, e.Seq)
 	buf = appendCanonString(buf, e.EventID)
-	buf = appendCanonInt(buf, e.OccurredAt.UnixMicro())
-	buf = appendCanonUint(buf, e.TxID)
+	buf = c.occurredAt.appendInt(buf, e.OccurredAt.UnixMicro())
+	if e.TxID <= math.MaxInt64 {
+		buf = c.txid.appendInt(buf, int64(e.TxID))
+	} else {
+		buf = appendCanonUint(buf, e.TxID)
+	}
 	buf = appendCanonString(buf, e.ActionType)
 	buf = appendCanonString(buf, e.ResourceType)
 	buf = appendCanonNullable(buf, e.ResourceID)
@@ -96,6 +105,41 @@ var columnsOffset = sync.OnceValue(func() int {
 	zero := pgtrail.AppendCanonical(nil, &pgtrail.Event{ChangedColumns: []string{}})
 	return len(zero) - len("2:{}") - len(nullTail)
 })
+
+// numberCache holds a number and its netstring.
+type numberCache struct {
+	n   int64
+	enc []byte // "<digits>:<n>"; empty before the first number
+}
+
+// appendInt appends n's netstring: the cached one when n is the number before, or that one
+// counted up by one in place when n follows it.
+func (c *numberCache) appendInt(buf []byte, n int64) []byte {
+	switch {
+	case len(c.enc) > 0 && n == c.n:
+	case len(c.enc) > 0 && c.n >= 0 && c.n < math.MaxInt64 && n == c.n+1 && c.increment():
+		c.n = n
+	default:
+		c.n, c.enc = n, appendCanonInt(c.enc[:0], n)
+	}
+	return append(buf, c.enc...)
+}
+
+// increment adds one to the cached digits, unless that takes another digit (…999).
+func (c *numberCache) increment() bool {
+	for i := len(c.enc) - 1; i >= 0 && c.enc[i] != ':'; i-- {
+		if c.enc[i] != '9' {
+			c.enc[i]++
+			return true
+		}
+		c.enc[i] = '0'
+	}
+	// All nines: put them back and encode afresh.
+	for i := len(c.enc) - 1; i >= 0 && c.enc[i] != ':'; i-- {
+		c.enc[i] = '9'
+	}
+	return false
+}
 
 func appendCanonString(buf []byte, s string) []byte {
 	return append(appendCanonLen(buf, len(s)), s...)

@@ -54,6 +54,19 @@ func TestCanonicalEncoder_MatchesAppendCanonical(t *testing.T) {
 		}
 		events = append(events, e)
 	}
+	// Runs of consecutive and repeated numbers, across every carry into another digit and
+	// across zero, as the encoder's number caches see them in a file.
+	for _, start := range []int64{-12, -1, 0, 7, 97, 995, 9_999_990, math.MaxInt64 - 3} {
+		for k := range int64(14) {
+			e := events[k%4]
+			e.Seq, e.TxID = start+k, uint64(start+k/3)
+			e.OccurredAt = time.UnixMicro(start + k/2)
+			if start+k < start { // past MaxInt64
+				break
+			}
+			events = append(events, e)
+		}
+	}
 	var enc canonicalEncoder
 	var got []byte
 	for i := range events {
