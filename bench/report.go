@@ -407,7 +407,8 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 	p("The whole trail of part 2 (mean canonical entry %s bytes). Seconds are the process's wall time, connection "+
 		"included; `pgtrail verify` uses every core (its default workers), the raw row one. The raw row chains "+
 		"SHA-256(h ‖ entry) over buffers of every entry's canonical size, in process, on one goroutine (best of "+
-		"three): the least work any verifier must do, so an upper bound on a one-core verifier's speed. The COPY "+
+		"three; the verify archive rows too): the least work any verifier must do, so an upper bound on a one-core "+
+		"verifier's speed. The COPY "+
 		"row reads the rows verify db reads, with its statement, in one stream into io.Discard (faster of one run "+
 		"before and one after verify db; CPU is the harness's): database verification should be no slower.\n\n", num(v.MeanEntrySize))
 	p("| what | entries | seconds | entries/s | share of raw | peak RSS MiB | CPU s | notes |\n|---|---|---|---|---|---|---|---|\n")

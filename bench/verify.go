@@ -121,21 +121,42 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 			run.Unavailable = why
 			continue
 		}
+		// Best of three, as the raw row: both are measured at their least disturbed on a shared
+		// machine.
 		log.Info("verify archive", "sink", tg.name)
-		if err := s.verifyArchive(ctx, tg, run); err != nil {
-			if ctx.Err() != nil {
-				return res, ctx.Err()
+		for range 3 {
+			try := &VerifyRun{What: run.What, Entries: entries}
+			if err := s.verifyArchive(ctx, tg, try); err != nil {
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+				run.Error = err.Error()
+				break
 			}
-			run.Error = err.Error()
+			if try.Unavailable != "" {
+				run.Unavailable = try.Unavailable
+				break
+			}
+			if run.Seconds == 0 || try.Seconds < run.Seconds {
+				*run = *try
+			}
 		}
 	}
 	if !available {
 		res.Notes = append(res.Notes, "pgtrail verify archive: "+why)
 	}
+	var cpu []string
 	for _, r := range res.Runs {
 		if r != raw && r != cp && raw.PerSec > 0 && r.PerSec > 0 {
 			r.Share = r.PerSec / raw.PerSec
 		}
+		if r != cp && r.CPU > 0 && r.Entries > 0 {
+			cpu = append(cpu, fmt.Sprintf("%s %.2f µs", r.What, r.CPU/float64(r.Entries)*1e6))
+		}
+	}
+	if len(cpu) > 0 {
+		// Less disturbed by other tenants than the wall time: what the runs would give on idle cores.
+		res.Notes = append(res.Notes, fmt.Sprintf("CPU per entry (%d cores): %s", runtime.NumCPU(), strings.Join(cpu, "; ")))
 	}
 	return res, nil
 }
