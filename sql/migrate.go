@@ -92,6 +92,12 @@ func (m *Migrator) Down(ctx context.Context) error {
 	return m.run(ctx, m.m.Down)
 }
 
+// To migrates up or down to version, which must be one of the embedded migrations: for upgrades
+// one step at a time and for tests of an upgrade path.
+func (m *Migrator) To(ctx context.Context, version uint) error {
+	return m.run(ctx, func() error { return m.m.Migrate(version) })
+}
+
 // Version reports the applied schema version; 0 means none.
 func (m *Migrator) Version() (version uint, dirty bool, err error) {
 	version, dirty, err = m.m.Version()
