@@ -413,6 +413,12 @@ func (r *receiver) flush(ctx context.Context) error {
 		}
 	}
 	batch := r.batch
+	if len(r.batchCommits) > 0 {
+		// Where the lag goes: waiting to arrive (decoding, a busy machine), then in the batch.
+		now := time.Now()
+		r.log.Debug("batch closed", "events", len(batch), "transactions", len(r.batchCommits),
+			"oldest_commit_age", now.Sub(r.batchCommits[0]).Round(time.Millisecond), "batch_age", now.Sub(r.batchStart).Round(time.Millisecond))
+	}
 	parts := [][]pgtrail.Event{batch}
 	if r.cutAt > 0 && r.cutAt < batch[len(batch)-1].Seq {
 		k := int(r.cutAt - batch[0].Seq + 1)

@@ -34,6 +34,7 @@ type fixture struct {
 	metrics *cdc.Metrics
 	cancel  context.CancelFunc
 	done    chan error
+	exited  chan struct{} // closed when Run has returned
 	sealer  *chain.Sealer
 	// noSealer: only testdb.Seal seals.
 	noSealer bool
@@ -84,13 +85,35 @@ func (f *fixture) start(t *testing.T, cfg cdc.Config) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel, f.done = cancel, make(chan error, 1)
-	go func() { f.done <- s.Run(ctx) }()
+	f.cancel, f.done, f.exited = cancel, make(chan error, 1), make(chan struct{})
+	go func() {
+		f.done <- s.Run(ctx)
+		close(f.exited)
+	}()
 	if !f.noSealer {
 		f.sealer = &chain.Sealer{DB: f.db, Interval: 20 * time.Millisecond, Logger: cfg.Logger}
 		f.sealer.Start(ctx)
 	}
-	t.Cleanup(f.stop)
+	// Before the database is dropped: it cannot be while the stream's slot is active, and the
+	// server's walsender may outlive the stream's connection for a moment.
+	exited := f.exited
+	t.Cleanup(func() {
+		f.stop()
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			t.Error("stream did not stop within 30s of cancel")
+			return
+		}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var active bool
+			err := f.db.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_replication_slots
+				WHERE database = current_database() AND active)`).Scan(&active)
+			if err != nil || !active {
+				return
+			}
+		}
+	})
 }
 
 // stop cancels the stream and returns Run's result (nil when already stopped).
@@ -436,7 +459,7 @@ func TestStream_ReceivesWhileUploading(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var read, confirmed bool
-		err := f.db.QueryRow(ctx, `SELECT r.write_lsn >= $1::pg_lsn, s.confirmed_flush_lsn <= $2::pg_lsn
+		err := f.db.QueryRow(ctx, `SELECT COALESCE(r.write_lsn >= $1::pg_lsn, false), COALESCE(s.confirmed_flush_lsn <= $2::pg_lsn, true)
 			FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'pgtrail'`,
 			after, before).Scan(&read, &confirmed)
 		if err != nil {
