@@ -1,21 +1,26 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail/archive"
+	s3sink "github.com/pgtrail/pgtrail/archive/s3"
 )
 
 const (
@@ -23,7 +28,7 @@ const (
 	lagEventsPerTx = 10
 	// lagWorkers is how many connections carry the load; commits overlap as they would in an app.
 	lagWorkers = 4
-	// lagPoll is how often the archive is listed for new objects.
+	// lagPoll is how often the archive is listed for new digests.
 	lagPoll = 25 * time.Millisecond
 	// lagSettle bounds the wait for the last transactions to reach the archive.
 	lagSettle = 60 * time.Second
@@ -31,7 +36,8 @@ const (
 
 // lag runs a steady load against the database while `pgtrail stream` (with its sealer and default
 // batching) archives it, and measures per transaction the time from its commit (as the client
-// saw it) to the first listing of an archive object holding its events.
+// saw it) to the first poll that finds the batch holding its last entry complete in the archive
+// (data files and every digest written: what the daemon waits for before acknowledging).
 func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 	d, err := s.startDaemon(ctx, tg)
 	if err != nil {
@@ -63,6 +69,11 @@ func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 	if err := w.prime(ctx); err != nil {
 		return err
 	}
+	// Entries after this one are the load's (and the sealer's heartbeats).
+	startSeq, err := archivedThrough(ctx, sink)
+	if err != nil {
+		return err
+	}
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	pollErr := make(chan error, 1)
 	go func() { pollErr <- w.run(pollCtx) }()
@@ -74,24 +85,52 @@ func (s *streamBench) lag(ctx context.Context, tg *target, lr *LagRun) error {
 	}
 	lr.Transactions = len(commits)
 	lr.Rate = float64(len(commits)*lagEventsPerTx) / elapsed.Seconds()
-	// Wait for the tail to arrive.
-	deadline := time.Now().Add(lagSettle)
-	for time.Now().Before(deadline) && w.missing(commits) > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	// Wait for the tail to arrive: sealed, then archived.
+	conn, err := s.cl.connect(ctx, streamDB)
+	if err != nil {
+		return err
 	}
+	defer conn.Close(context.Background())
+	var head int64
+	err = waitFor(ctx, lagSettle, 100*time.Millisecond, func() (bool, error) {
+		var pending bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM audit.pending), (SELECT seq FROM audit.chain_head)").Scan(&pending, &head); err != nil {
+			return false, err
+		}
+		return !pending && w.through() >= head, nil
+	})
 	stopPoll()
-	if err := <-pollErr; err != nil && !errors.Is(err, context.Canceled) {
+	if perr := <-pollErr; perr != nil && !errors.Is(perr, context.Canceled) {
+		return perr
+	}
+	if err != nil && ctx.Err() != nil {
+		return err
+	}
+	// Each transaction is durable once the batch holding its last entry is.
+	lastSeq := make(map[uint64]int64, len(commits))
+	rows, err := conn.Query(ctx, "SELECT txid::text::bigint, max(seq) FROM audit.events WHERE seq > $1 GROUP BY txid", startSeq)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var txid, seq int64
+		if err := rows.Scan(&txid, &seq); err != nil {
+			return err
+		}
+		lastSeq[uint64(txid)] = seq
+	}
+	if err := rows.Err(); err != nil {
 		return err
 	}
 	var lags []float64
 	var csv strings.Builder
 	csv.WriteString("commit_unix_ms,lag_ms\n")
 	for txid, c := range commits {
-		seen, ok := w.seenAt(txid)
+		seq, ok := lastSeq[txid]
+		var seen time.Time
+		if ok {
+			seen, ok = w.seenAt(seq)
+		}
 		if !ok {
 			lr.Missing++
 			continue
@@ -250,17 +289,64 @@ func loadTx(ctx context.Context, conn *pgx.Conn, account int) (uint64, error) {
 	return id, nil
 }
 
-// archiveWatcher lists an archive and remembers when each transaction's events first appeared.
+// archiveWatcher polls an archive's digests and remembers when each batch became complete: every
+// row of its seq range covered by a digest, which the daemon writes only after the batch's data
+// files are durable — the point where it acknowledges the batch to PostgreSQL. A poll lists only
+// digest keys after the last complete batch and reads each new digest (a few hundred bytes); it
+// reads no data file, so the watcher neither waits for nor competes with the daemon much.
 type archiveWatcher struct {
-	sink    archive.Sink
+	sink archive.Sink
+	list func(ctx context.Context, after string) ([]string, error)
+
 	mu      sync.Mutex
-	keys    map[string]bool
-	seen    map[uint64]time.Time
-	maxPoll time.Duration // the slowest poll: a slow watcher inflates the measured lag
+	after   string             // list digest keys after this one: every batch up to it is complete
+	got     map[string]bool    // digests read since
+	rows    map[[2]int64]int64 // rows seen per batch range
+	batches []completedBatch   // in seq order
+	maxPoll time.Duration      // the slowest poll: a slow watcher inflates the measured lag
+}
+
+// completedBatch is a batch and the first poll that saw it complete.
+type completedBatch struct {
+	first, last int64
+	at          time.Time
 }
 
 func newArchiveWatcher(sink archive.Sink) *archiveWatcher {
-	return &archiveWatcher{sink: sink, keys: map[string]bool{}, seen: map[uint64]time.Time{}}
+	w := &archiveWatcher{sink: sink, got: map[string]bool{}, rows: map[[2]int64]int64{}}
+	w.list = func(ctx context.Context, after string) ([]string, error) {
+		keys, err := sink.List(ctx, archive.DigestsPrefix)
+		if err != nil {
+			return nil, err
+		}
+		i, _ := slices.BinarySearch(keys, after)
+		for i < len(keys) && keys[i] <= after {
+			i++
+		}
+		return keys[i:], nil
+	}
+	if s, ok := sink.(*s3sink.Sink); ok {
+		// Only what follows: a listing from the start would grow with the archive.
+		w.list = func(ctx context.Context, after string) ([]string, error) {
+			in := &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket()), Prefix: aws.String(s.ObjectKey(archive.DigestsPrefix))}
+			if after != "" {
+				in.StartAfter = aws.String(s.ObjectKey(after))
+			}
+			base := strings.TrimSuffix(s.ObjectKey(archive.DigestsPrefix), archive.DigestsPrefix)
+			var keys []string
+			for p := s3.NewListObjectsV2Paginator(s.Client(), in); p.HasMorePages(); {
+				page, err := p.NextPage(ctx)
+				if err != nil {
+					return nil, err
+				}
+				for _, o := range page.Contents {
+					keys = append(keys, strings.TrimPrefix(aws.ToString(o.Key), base))
+				}
+			}
+			return keys, nil
+		}
+	}
+	return w
 }
 
 func (w *archiveWatcher) run(ctx context.Context) error {
@@ -282,70 +368,77 @@ func (w *archiveWatcher) run(ctx context.Context) error {
 	}
 }
 
-// prime marks the objects already in the archive as known without reading them: they hold
-// earlier events, not the load's.
+// prime skips the batches already in the archive: they hold earlier events, not the load's.
 func (w *archiveWatcher) prime(ctx context.Context) error {
-	keys, err := w.sink.List(ctx, "events/")
+	keys, err := w.list(ctx, "")
 	if err != nil {
-		return fmt.Errorf("list archive: %w", err)
+		return fmt.Errorf("list archive digests: %w", err)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, k := range keys {
-		w.keys[k] = true
+	if len(keys) > 0 {
+		w.after = batchEnd(keys[len(keys)-1])
 	}
 	return nil
 }
 
-// poll reads the data objects that appeared since the last poll.
+// batchEnd returns a key that sorts after every digest key of key's batch and before the next
+// batch's: digest names are digits, and '~' sorts after them.
+func batchEnd(key string) string {
+	return key[:strings.LastIndexByte(key, '/')+1] + "~"
+}
+
+// poll reads the digests that appeared since the last complete batch.
 func (w *archiveWatcher) poll(ctx context.Context) error {
-	keys, err := w.sink.List(ctx, "events/")
+	keys, err := w.list(ctx, w.after)
 	if err != nil {
-		return fmt.Errorf("list archive: %w", err)
+		return fmt.Errorf("list archive digests: %w", err)
 	}
 	now := time.Now()
 	for _, k := range keys {
-		w.mu.Lock()
-		known := w.keys[k]
-		w.mu.Unlock()
-		if known {
+		if w.got[k] {
 			continue
+		}
+		first, last, _, ok := archive.ParseDigestKey(k)
+		if !ok {
+			return fmt.Errorf("unexpected archive object %s", k)
 		}
 		data, err := w.sink.Get(ctx, k)
 		if err != nil {
 			return fmt.Errorf("read archive: %w", err)
 		}
-		evs, err := archive.DecodeParquet(data)
+		d, err := archive.ParseDigest(data)
 		if err != nil {
 			return fmt.Errorf("read archive %s: %w", k, err)
 		}
-		w.mu.Lock()
-		w.keys[k] = true
-		for i := range evs {
-			if _, ok := w.seen[evs[i].TxID]; !ok {
-				w.seen[evs[i].TxID] = now
-			}
+		w.got[k] = true
+		r := [2]int64{first, last}
+		w.rows[r] += d.Rows
+		if w.rows[r] == last-first+1 {
+			w.mu.Lock()
+			w.batches = append(w.batches, completedBatch{first: first, last: last, at: now})
+			w.mu.Unlock()
+			w.after = batchEnd(k)
 		}
-		w.mu.Unlock()
 	}
 	return nil
 }
 
-func (w *archiveWatcher) seenAt(txid uint64) (time.Time, bool) {
+// through returns the last seq of the complete batches seen, 0 if none.
+func (w *archiveWatcher) through() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t, ok := w.seen[txid]
-	return t, ok
+	if len(w.batches) == 0 {
+		return 0
+	}
+	return w.batches[len(w.batches)-1].last
 }
 
-func (w *archiveWatcher) missing(commits map[uint64]time.Time) int {
+// seenAt returns when the batch holding seq was first seen complete.
+func (w *archiveWatcher) seenAt(seq int64) (time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := 0
-	for txid := range commits {
-		if _, ok := w.seen[txid]; !ok {
-			n++
-		}
+	i, _ := slices.BinarySearchFunc(w.batches, seq, func(b completedBatch, seq int64) int { return cmp.Compare(b.last, seq) })
+	if i == len(w.batches) || w.batches[i].first > seq {
+		return time.Time{}, false
 	}
-	return n
+	return w.batches[i].at, true
 }

@@ -350,6 +350,14 @@ func (s *streamBench) drain(ctx context.Context, n int, res *StreamResult) error
 	// The backlog-at-start daemons get a fresh slot here, before the backlog: what an earlier
 	// (maybe stalled) run left in their slot must not count against this one.
 	for _, tg := range s.backfill {
+		// The previous run's walsender may still be going away after its daemon exited.
+		if err := waitFor(ctx, 30*time.Second, 50*time.Millisecond, func() (bool, error) {
+			var active bool
+			err := conn.QueryRow(ctx, "SELECT COALESCE(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = $1", tg.slot).Scan(&active)
+			return !active, err
+		}); err != nil {
+			return fmt.Errorf("wait for slot %s to be released: %w", tg.slot, err)
+		}
 		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", tg.slot); err != nil {
 			return err
 		}
