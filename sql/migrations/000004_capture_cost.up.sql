@@ -83,19 +83,25 @@ BEGIN
       CASE WHEN audit.try_inet(p.actor_ip) IS NULL THEN NULLIF(p.actor_ip, '') END,
       NULLIF(p.user_agent, ''), NULLIF(p.request_id, ''), NULLIF(p.tenant_id, ''),
       p.db_user, NULLIF(p.application_name, ''), p.client_addr,
-      COALESCE(cc.cols, '{}'),
+      -- Changed columns: keys whose value differs between the row images (all keys for INSERT
+      -- and DELETE), plus excluded columns the capture trigger saw change, sorted bytewise. The
+      -- common cases first, each with one subquery (this costs the sealer more than hashing
+      -- when written as one general expression).
+      CASE WHEN p.details ? 'excluded_columns_changed' THEN
+             ARRAY(SELECT k FROM (
+                     SELECT k FROM jsonb_object_keys(COALESCE(p.before_state, '{}') || COALESCE(p.after_state, '{}')) AS k
+                      WHERE p.before_state IS NULL OR p.after_state IS NULL
+                         OR p.before_state -> k IS DISTINCT FROM p.after_state -> k
+                     UNION ALL
+                     SELECT jsonb_array_elements_text(p.details -> 'excluded_columns_changed')) AS c(k)
+                    ORDER BY k COLLATE "C")
+           WHEN p.before_state IS NULL OR p.after_state IS NULL THEN
+             ARRAY(SELECT k FROM jsonb_object_keys(COALESCE(p.after_state, p.before_state, '{}')) AS k ORDER BY k COLLATE "C")
+           ELSE
+             ARRAY(SELECT k FROM jsonb_object_keys(p.before_state || p.after_state) AS k
+                    WHERE p.before_state -> k IS DISTINCT FROM p.after_state -> k ORDER BY k COLLATE "C") END,
       p.before_state, p.after_state, p.details, NULL, NULL)::audit.events AS e
-    FROM taken p
-    -- Changed columns: keys whose value differs between the row images (all keys for INSERT and
-    -- DELETE), plus excluded columns the capture trigger saw change. Sorted bytewise.
-    CROSS JOIN LATERAL (
-      SELECT array_agg(k ORDER BY k COLLATE "C") AS cols FROM (
-        SELECT k FROM jsonb_object_keys(COALESCE(p.before_state, '{}') || COALESCE(p.after_state, '{}')) AS k
-         WHERE p.before_state IS NULL OR p.after_state IS NULL
-            OR p.before_state -> k IS DISTINCT FROM p.after_state -> k
-        UNION ALL
-        SELECT jsonb_array_elements_text(p.details -> 'excluded_columns_changed')
-         WHERE p.details ? 'excluded_columns_changed') AS c(k)) AS cc),
+    FROM taken p),
   hashed AS (
     SELECT d.e, audit.chain_fold(h, audit.canonical(d.e)) OVER (ORDER BY (d.e).seq ROWS UNBOUNDED PRECEDING) AS hash
       FROM derived d)
