@@ -41,8 +41,9 @@ func Migrations() fs.FS {
 
 // Migrator applies pgtrail's migrations to one database.
 type Migrator struct {
-	db *sql.DB
-	m  *migrate.Migrate
+	db    *sql.DB
+	m     *migrate.Migrate
+	force bool
 }
 
 // NewMigrator connects to the database. force sets pgtrail.force_destroy_audit_data for the
@@ -72,7 +73,7 @@ func NewMigrator(ctx context.Context, cfg *pgx.ConnConfig, force bool) (*Migrato
 		db.Close()
 		return nil, fmt.Errorf("init migrations: %w", err)
 	}
-	return &Migrator{db: db, m: m}, nil
+	return &Migrator{db: db, m: m, force: force}, nil
 }
 
 // Close releases the connection.
@@ -89,7 +90,30 @@ func (m *Migrator) Up(ctx context.Context) error {
 // Down reverts every migration, dropping the audit schema. Without force it refuses (and changes
 // nothing) while the trail holds entries, returning ErrHoldsAuditData.
 func (m *Migrator) Down(ctx context.Context) error {
+	// golang-migrate commits each down migration on its own: checked here first, so that a
+	// refusal by an older migration's down cannot leave the newer ones reverted.
+	if !m.force {
+		holds, err := m.holdsAuditData(ctx)
+		if err != nil {
+			return err
+		}
+		if holds {
+			return ErrHoldsAuditData
+		}
+	}
 	return m.run(ctx, m.m.Down)
+}
+
+// holdsAuditData reports whether the audit schema exists and holds entries or anchors.
+func (m *Migrator) holdsAuditData(ctx context.Context) (bool, error) {
+	var holds bool
+	err := m.db.QueryRowContext(ctx, `SELECT CASE WHEN to_regclass('audit.events') IS NULL THEN false
+	    ELSE EXISTS (SELECT FROM audit.events) OR EXISTS (SELECT FROM audit.pending)
+	      OR (to_regclass('audit.chain_anchors') IS NOT NULL AND EXISTS (SELECT FROM audit.chain_anchors)) END`).Scan(&holds)
+	if err != nil {
+		return false, fmt.Errorf("check for audit data: %w", err)
+	}
+	return holds, nil
 }
 
 // To migrates up or down to version, which must be one of the embedded migrations: for upgrades

@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	pgsql "github.com/pgtrail/pgtrail/sql"
 )
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "migrate", "migrate up|down|version [flags]")
+	fs := newFlagSet(e, "migrate", "migrate up|down|version|to VERSION [flags]\n\n"+
+		"up: install or upgrade to the newest schema; down: remove it (refused while it holds audit data\n"+
+		"unless --force-destroy-audit-data); to VERSION: upgrade or downgrade to that schema version;\n"+
+		"version: print the installed version")
 	var db dbFlags
 	db.register(fs)
 	force := fs.Bool("force-destroy-audit-data", false, "let 'down' drop the audit schema even though it holds audit data")
@@ -18,9 +22,18 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || (pos[0] != "up" && pos[0] != "down" && pos[0] != "version") {
+	var target uint64
+	switch {
+	case len(pos) == 2 && pos[0] == "to":
+		target, err = strconv.ParseUint(pos[1], 10, 32)
+		if err != nil || target < 1 || target > uint64(pgsql.LatestVersion()) {
+			return notRun(fmt.Errorf("migrate to: %q is not a schema version: this pgtrail knows versions 1 to %d (use 'down' to remove the schema)",
+				pos[1], pgsql.LatestVersion()))
+		}
+	case len(pos) == 1 && (pos[0] == "up" || pos[0] == "down" || pos[0] == "version"):
+	default:
 		fs.Usage()
-		return notRun(fmt.Errorf("expected one of up, down, version"))
+		return notRun(fmt.Errorf("expected one of up, down, version, to VERSION"))
 	}
 	cfg, err := db.config(e)
 	if err != nil {
@@ -37,6 +50,8 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		err = m.Up(ctx)
 	case "down":
 		err = m.Down(ctx)
+	case "to":
+		err = m.To(ctx, uint(target))
 	}
 	if err != nil {
 		return err

@@ -2,17 +2,7 @@
 -- version 1 come back, capture triggers are re-created with version 1's arguments, and pending
 -- entries captured without an event_id get one. Must run as a superuser. No BEGIN/COMMIT (one
 -- implicit transaction).
--- Refused while the trail holds entries unless pgtrail.force_destroy_audit_data = 'on', like the
--- other downs: "migrate down" runs every down in turn, and without force it must change nothing.
-
-DO $$
-BEGIN
-  IF (EXISTS (SELECT FROM audit.events) OR EXISTS (SELECT FROM audit.pending) OR EXISTS (SELECT FROM audit.chain_anchors))
-     AND current_setting('pgtrail.force_destroy_audit_data', true) IS DISTINCT FROM 'on' THEN
-    RAISE EXCEPTION 'pgtrail: refusing to drop the audit schema: it holds audit data (set pgtrail.force_destroy_audit_data = on, or pass --force-destroy-audit-data, to destroy it)'
-      USING ERRCODE = 'object_in_use';
-  END IF;
-END $$;
+-- Keeps the audit data: a downgrade, not a removal.
 
 ALTER EVENT TRIGGER pgtrail_ddl DISABLE;
 ALTER EVENT TRIGGER pgtrail_drop DISABLE;
