@@ -366,8 +366,8 @@ func streamMarkdown(b *strings.Builder, r *Result) {
 	d := s.Defaults
 	p("`pgtrail stream` with its defaults (sealer every %s; a batch at %s events, %s bytes or %s of age), while 4 connections "+
 		"commit %s transactions/s of 10 events each (5 account updates, 5 payments) for %s s. *Measured*: from each "+
-		"transaction's commit as the client saw it to the first listing (every 25 ms) of an archive object holding its "+
-		"events; the daemon has first caught up with whatever its archive lacked, and each run starts after `VACUUM audit.pending` and a CHECKPOINT. *Histogram*: the daemon's "+
+		"transaction's commit as the client saw it to the first poll of the archive (every 25 ms) that finds every digest of "+
+		"the batch holding its last entry — the point at which the daemon acknowledges it; the daemon has first caught up with whatever its archive lacked, and each run starts after `VACUUM audit.pending` and a CHECKPOINT. *Histogram*: the daemon's "+
 		"`pgtrail_stream_commit_to_durable_seconds`, which starts at the sealer's commit (interpolated within its "+
 		"power-of-two buckets); *upload*: `pgtrail_stream_upload_seconds`, the time to make one batch durable.\n\n",
 		orUnknown(d["seal-interval"]), orUnknown(d["batch-events"]), orUnknown(d["batch-bytes"]), orUnknown(d["batch-age"]),
@@ -379,7 +379,7 @@ func streamMarkdown(b *strings.Builder, r *Result) {
 			notes = append(notes, fmt.Sprintf("%d transactions never seen", l.Missing))
 		}
 		if l.WatcherMaxPoll > 0 {
-			notes = append(notes, fmt.Sprintf("slowest archive listing by the harness %s s", ms3(l.WatcherMaxPoll)))
+			notes = append(notes, fmt.Sprintf("slowest poll of the archive by the harness %s s", ms3(l.WatcherMaxPoll)))
 		}
 		if l.Skipped != "" {
 			notes = append(notes, "skipped: "+l.Skipped)

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path"
 	"sort"
@@ -206,11 +205,13 @@ func (s *Sink) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("get %s: %w", key, explain(err, s.bucket))
 	}
 	defer out.Body.Close()
-	data, err := io.ReadAll(out.Body)
-	if err != nil {
+	// Sized from Content-Length: io.ReadAll would grow (and copy) its buffer a dozen times for an
+	// archive file of a few MiB.
+	buf := bytes.NewBuffer(make([]byte, 0, max(aws.ToInt64(out.ContentLength), 0)+bytes.MinRead))
+	if _, err := buf.ReadFrom(out.Body); err != nil {
 		return nil, fmt.Errorf("get %s: read body: %w", key, err)
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // List returns the keys (without the sink's prefix) that start with prefix, sorted.
