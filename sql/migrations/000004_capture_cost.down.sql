@@ -165,7 +165,14 @@ END $$;
 
 -- Only the sealer may change audit.pending; this is the one other writer, under the same flag.
 SELECT set_config('pgtrail.sealing', pg_current_xact_id()::text, true);
-UPDATE audit.pending SET event_id = gen_random_uuid() WHERE event_id IS NULL;
+UPDATE audit.pending p SET event_id = COALESCE(p.event_id, gen_random_uuid()),
+  resource_id = COALESCE(p.resource_id, CASE
+    WHEN cardinality(p.key_columns) = 1 THEN COALESCE(p.after_state, p.before_state) ->> p.key_columns[array_lower(p.key_columns, 1)]
+    WHEN cardinality(p.key_columns) > 1 THEN
+      (SELECT string_agg(COALESCE(p.after_state, p.before_state) ->> c, ',' ORDER BY o)
+         FROM unnest(p.key_columns) WITH ORDINALITY AS u(c, o)) END)
+ WHERE p.event_id IS NULL OR p.key_columns IS NOT NULL;
+ALTER TABLE audit.pending DROP COLUMN key_columns;
 ALTER TABLE audit.pending ALTER COLUMN event_id SET DEFAULT gen_random_uuid(), ALTER COLUMN event_id SET NOT NULL;
 SELECT set_config('pgtrail.sealing', '', true);
 
