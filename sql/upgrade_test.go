@@ -164,3 +164,59 @@ func TestSeal_EventIDs(t *testing.T) {
 		t.Errorf("event_id returned by audit.log_event (%s) finds %q, %v; want the EXPORT entry", logged, action, err)
 	}
 }
+
+// TestSeal_ReadsPendingOnce: a long-lived sealer session whose plan was made while
+// audit.pending was empty must still take a backlog in one sequential read of audit.pending
+// (the rows are then deleted by ctid). A plan that scans the table for the delete compares every
+// row with the whole ctid array: quadratic in the backlog. Counted with pg_stat_user_tables, not
+// timed.
+func TestSeal_ReadsPendingOnce(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testdb.New(t)
+	testdb.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY); SELECT audit.enable('t')`)
+	testdb.Seal(t, db)
+	testdb.Exec(t, db, `VACUUM ANALYZE audit.pending`)
+	sealer, err := db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sealer.Release()
+	// Enough calls for PL/pgSQL to settle on a cached plan, each with a one-row table.
+	for i := range 7 {
+		testdb.Exec(t, db, `INSERT INTO t VALUES ($1)`, i+1)
+		if _, err := sealer.Exec(ctx, `SELECT audit.seal()`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const backlog = 5000
+	testdb.Exec(t, db, `INSERT INTO t SELECT generate_series(100, 99 + $1::int)`, backlog)
+
+	seqRead := func() int64 {
+		t.Helper()
+		if _, err := sealer.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sealer.Exec(ctx, `SELECT 1`); err != nil { // flushes the counters
+			t.Fatal(err)
+		}
+		var n int64
+		if err := sealer.QueryRow(ctx, `SELECT pg_stat_clear_snapshot() IS NULL,
+		    (SELECT seq_tup_read FROM pg_stat_user_tables WHERE relid = 'audit.pending'::regclass)`).Scan(new(bool), &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := seqRead()
+	var sealed int64
+	if err := sealer.QueryRow(ctx, `SELECT audit.seal()`).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	read := seqRead() - before
+	if sealed != backlog {
+		t.Fatalf("sealed %d entries, want %d", sealed, backlog)
+	}
+	// One pass to pick the rows, plus the first few the idle check looks at.
+	if read > backlog+100 {
+		t.Errorf("sealing %d entries read %d rows of audit.pending sequentially, want one pass (≤ %d)", backlog, read, backlog+100)
+	}
+}
