@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
@@ -147,21 +148,53 @@ func (m *Migrator) run(ctx context.Context, step func() error) error {
 	if errors.Is(err, migrate.ErrNoChange) || err == nil {
 		return nil
 	}
-	// Every pgtrail migration is one transaction, so the failed one changed nothing: record the
-	// version the database is really at. (golang-migrate marks the target version dirty, and for a
-	// failed down from version 1 that mark reads as "no version".)
-	v := int(before)
-	if before == 0 {
-		v = database.NilVersion
-	}
-	if ferr := m.m.Force(v); ferr != nil {
-		err = errors.Join(err, fmt.Errorf("reset schema version to %d: %w", before, ferr))
+	// Every pgtrail migration is one transaction, so the failed one changed nothing, but the ones
+	// before it in this run are committed: record the version the database is really at.
+	if ferr := m.settle(before); ferr != nil {
+		err = errors.Join(err, ferr)
 	}
 	return plainError(err)
 }
 
-// clearDirty undoes a dirty mark left by an older failed run (see run): the database is at the
-// version before the dirty one.
+// settle replaces the dirty mark golang-migrate leaves after a failed migration with the version
+// the database is at. golang-migrate marks the failed step's target dirty: for an up, the failed
+// version itself (the database is at the one before it); for a down, the version below the one
+// that failed (the database is still at that one), and for a failed down of the first migration
+// the mark reads as "no version" with the dirty flag lost.
+func (m *Migrator) settle(before uint) error {
+	v, dirty, err := m.m.Version()
+	nilVersion := errors.Is(err, migrate.ErrNilVersion)
+	if err != nil && !nilVersion {
+		return fmt.Errorf("read schema version after the failure: %w", err)
+	}
+	var at uint
+	switch {
+	case nilVersion && before > 0:
+		at = versionAfter(0) // a down failed at the first migration
+	case nilVersion || !dirty:
+		return nil // the failure came before any migration ran
+	case v > before:
+		at = versionBefore(v)
+	default:
+		at = versionAfter(v)
+	}
+	return m.forceVersion(at)
+}
+
+// forceVersion records version as applied and clean; 0 means none.
+func (m *Migrator) forceVersion(version uint) error {
+	v := int(version)
+	if version == 0 {
+		v = database.NilVersion
+	}
+	if err := m.m.Force(v); err != nil {
+		return fmt.Errorf("reset schema version to %d: %w", version, err)
+	}
+	return nil
+}
+
+// clearDirty undoes a dirty mark left by a failed run of an older pgtrail, which did not settle
+// it: every migration being one transaction, the database is at the version before the dirty one.
 func (m *Migrator) clearDirty() error {
 	v, dirty, err := m.Version()
 	if err != nil {
@@ -170,14 +203,7 @@ func (m *Migrator) clearDirty() error {
 	if !dirty {
 		return nil
 	}
-	prev := int(v) - 1
-	if prev <= 0 {
-		prev = database.NilVersion
-	}
-	if err := m.m.Force(prev); err != nil {
-		return fmt.Errorf("reset dirty schema version %d: %w", v, err)
-	}
-	return nil
+	return m.forceVersion(versionBefore(v))
 }
 
 // plainError unwraps golang-migrate's error, which embeds the whole migration text, down to the
@@ -199,16 +225,45 @@ func plainError(err error) error {
 
 // LatestVersion is the version of the newest embedded migration: what Up migrates to.
 func LatestVersion() uint {
+	vs := versions()
+	return vs[len(vs)-1]
+}
+
+// versions lists the embedded migrations' versions, ascending (there are gaps: no 2).
+func versions() []uint {
 	entries, err := fs.ReadDir(Migrations(), ".")
 	if err != nil {
 		panic(err) // embedded at build time
 	}
-	var latest uint
+	var vs []uint
 	for _, e := range entries {
 		var v uint
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v > latest {
-			latest = v
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && !slices.Contains(vs, v) {
+			vs = append(vs, v)
 		}
 	}
-	return latest
+	slices.Sort(vs)
+	return vs
+}
+
+// versionBefore is the embedded version below v, 0 when none.
+func versionBefore(v uint) uint {
+	var prev uint
+	for _, x := range versions() {
+		if x >= v {
+			break
+		}
+		prev = x
+	}
+	return prev
+}
+
+// versionAfter is the embedded version above v (v itself when it is the newest).
+func versionAfter(v uint) uint {
+	for _, x := range versions() {
+		if x > v {
+			return x
+		}
+	}
+	return v
 }

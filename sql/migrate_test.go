@@ -3,6 +3,7 @@ package sql_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -122,4 +123,66 @@ func TestMigrator_FailureLeavesNothing(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'audit'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("audit schema half-installed: %d (%v)", n, err)
 	}
+}
+
+// TestMigrator_FailureMidRun: when a run of several migrations fails at a later one, the ones
+// before it are committed and the recorded version must say so (not the version the run started
+// from), clean, so that the next run picks up where this one stopped. A test event trigger makes
+// 000004 fail on the way up and 000001 fail on the way down.
+func TestMigrator_FailureMidRun(t *testing.T) {
+	ctx := context.Background()
+	url := testcontainers.Postgres(t)
+	admin := testdb.Pool(t, url)
+	testdb.Exec(t, admin, `
+		CREATE FUNCTION public.trap() RETURNS event_trigger LANGUAGE plpgsql AS $$
+		BEGIN
+		  IF current_setting('test.trap', true) = 'up' AND current_query() LIKE '%audit.derive_uuid%'
+		     OR current_setting('test.trap', true) = 'down' AND tg_tag = 'DROP SCHEMA' THEN
+		    RAISE EXCEPTION 'trapped';
+		  END IF;
+		END $$;
+		CREATE EVENT TRIGGER trap ON ddl_command_start EXECUTE FUNCTION public.trap();`)
+	setTrap := func(v string) {
+		testdb.Exec(t, admin, `SELECT set_config('test.trap', $1, false)`, v) // this session only
+		testdb.Exec(t, admin, fmt.Sprintf(`ALTER DATABASE %s SET test.trap = %s`,
+			pgx.Identifier{dbName(t, admin)}.Sanitize(), pgx.Identifier{v}.Sanitize()))
+	}
+	setTrap("up")
+	m := migrator(t, url, true)
+	if err := m.Up(ctx); err == nil || !strings.Contains(err.Error(), "trapped") {
+		t.Fatalf("up with 000004 trapped: err = %v, want the trap's error", err)
+	}
+	if v, dirty, err := m.Version(); err != nil || v != 3 || dirty {
+		t.Fatalf("after up failing at 000004: version %d dirty=%v err=%v, want 3 clean (1 and 3 are committed)", v, dirty, err)
+	}
+	setTrap("down")
+	m = migrator(t, url, true)
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	if err := m.Down(ctx); err == nil || !strings.Contains(err.Error(), "trapped") {
+		t.Fatalf("down with 000001 trapped: err = %v, want the trap's error", err)
+	}
+	if v, dirty, err := m.Version(); err != nil || v != 1 || dirty {
+		t.Fatalf("after down failing at 000001: version %d dirty=%v err=%v, want 1 clean (4 and 3 are reverted)", v, dirty, err)
+	}
+	setTrap("off")
+	m = migrator(t, url, true)
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("up from 1: %v", err)
+	}
+	if v, _, _ := m.Version(); v != pgsql.LatestVersion() {
+		t.Fatalf("up from 1 reached %d, want %d", v, pgsql.LatestVersion())
+	}
+}
+
+func dbName(t *testing.T, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) string {
+	t.Helper()
+	var name string
+	if err := db.QueryRow(context.Background(), `SELECT current_database()`).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
