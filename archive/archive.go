@@ -36,6 +36,33 @@ type Sink interface {
 	List(ctx context.Context, prefix string) ([]string, error)
 }
 
+// BufferGetter is a Sink that can read an object into a buffer the caller reuses. Verification
+// reads every data file of the archive, a few MiB each: a fresh buffer per file costs the kernel
+// a page fault per 4 KiB, more than reading the bytes does.
+type BufferGetter interface {
+	// GetBuffer is Get into buf: it returns the content of key in buf's storage (grown when too
+	// small, so the result may not alias buf), or an error wrapping ErrNotFound. Unlike Get it
+	// does not check the content against a checksum stored with the object (S3's): the caller
+	// checks what it reads itself, as verify holds each data file to the SHA-256 its signed
+	// digest records. buf's old content is lost, even on error.
+	GetBuffer(ctx context.Context, key string, buf []byte) ([]byte, error)
+}
+
+// GetBuffer reads key from s into buf (see BufferGetter), with s.Get when s cannot.
+func GetBuffer(ctx context.Context, s Sink, key string, buf []byte) ([]byte, error) {
+	if b, ok := s.(BufferGetter); ok {
+		return b.GetBuffer(ctx, key, buf)
+	}
+	return s.Get(ctx, key)
+}
+
+// IsLocal reports whether s reads from a local directory, where a read waits on nothing but the
+// disk: a reader then needs no more goroutines than cores, where S3's latency wants more.
+func IsLocal(s Sink) bool {
+	_, ok := s.(*file.Sink)
+	return ok
+}
+
 // ErrNotFound is wrapped by Sink.Get for a missing key. errors.Is(err, fs.ErrNotExist) matches it
 // too.
 var ErrNotFound = object.ErrNotFound
@@ -61,8 +88,10 @@ type Options struct {
 }
 
 var (
-	_ Sink = (*file.Sink)(nil)
-	_ Sink = (*s3.Sink)(nil)
+	_ Sink         = (*file.Sink)(nil)
+	_ Sink         = (*s3.Sink)(nil)
+	_ BufferGetter = (*file.Sink)(nil)
+	_ BufferGetter = (*s3.Sink)(nil)
 )
 
 // Open returns the sink rawURL names: file:///absolute/path or s3://bucket/prefix.

@@ -7,10 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -82,6 +85,61 @@ func (s *Sink) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return data, nil
+}
+
+// GetBuffer is Get reading into buf's storage (see archive.BufferGetter).
+func (s *Sink) GetBuffer(ctx context.Context, key string, buf []byte) ([]byte, error) {
+	if err := object.CheckKey(key); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	f, err := os.Open(s.path(key))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("get %s: %w", key, object.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	defer f.Close()
+	data, err := readAll(f, buf)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return data, nil
+}
+
+// readAll reads f to its end into buf[:0], sized from f's length (one more byte to see the end
+// without growing), like os.ReadFile but into the caller's storage.
+func readAll(f *os.File, buf []byte) ([]byte, error) {
+	size := 0
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() < math.MaxInt32 {
+		size = int(fi.Size())
+	}
+	buf = grow(buf, size+1)
+	for {
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 4096) // the file grew since Stat
+		}
+	}
+}
+
+// grow returns buf emptied, with room for n bytes: when it has none, a new buffer with a quarter
+// to spare, so that a slightly larger object next time still fits.
+func grow(buf []byte, n int) []byte {
+	if cap(buf) >= n {
+		return buf[:0]
+	}
+	return make([]byte, 0, n+n/4)
 }
 
 // List returns the keys that start with prefix (a plain string prefix, as in S3), sorted.

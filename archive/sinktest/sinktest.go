@@ -35,6 +35,7 @@ func Run(t *testing.T, newSink func(t *testing.T) archive.Sink) {
 		{"BadKeysRejected", testBadKeys},
 		{"CanceledContext", testCanceled},
 		{"ConcurrentPuts", testConcurrentPuts},
+		{"GetBuffer", testGetBuffer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newSink(t)) })
@@ -248,5 +249,46 @@ func testConcurrentPuts(t *testing.T, s archive.Sink) {
 	}
 	if got, err := s.Get(ctx, "concurrent/shared"); err != nil || string(got) != "concurrent/shared" {
 		t.Errorf("Get(concurrent/shared) = %q, %v", got, err)
+	}
+}
+
+func testGetBuffer(t *testing.T, s archive.Sink) {
+	// Tried: reading objects of several sizes into no buffer, a too-small one, a large one full of
+	// other bytes, and a missing key. Must hold: the content read equals the content put, a buffer
+	// with room is reused (the point of GetBuffer), and a missing key is ErrNotFound.
+	bg, ok := s.(archive.BufferGetter)
+	if !ok {
+		t.Skip("the sink reads with Get only")
+	}
+	ctx := context.Background()
+	objects := map[string][]byte{"empty": {}, "small": []byte("abc"), "large": make([]byte, 3<<20+17)}
+	rand.Read(objects["large"])
+	for key, data := range objects {
+		if err := s.Put(ctx, key, data); err != nil {
+			t.Fatalf("Put(%q): %v", key, err)
+		}
+	}
+	big := bytes.Repeat([]byte{0xee}, 4<<20)
+	for _, key := range []string{"empty", "small", "large"} {
+		want := objects[key]
+		for name, buf := range map[string][]byte{"nil": nil, "small": make([]byte, 1, 2), "big": big} {
+			got, err := bg.GetBuffer(ctx, key, buf)
+			if err != nil {
+				t.Fatalf("GetBuffer(%q) into a %s buffer: %v", key, name, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("GetBuffer(%q) into a %s buffer: %d bytes that differ from the %d put", key, name, len(got), len(want))
+			}
+			if name == "big" && len(got) > 0 && &got[0] != &big[0] {
+				t.Errorf("GetBuffer(%q) did not reuse a buffer with room for it", key)
+			}
+		}
+	}
+	_, err := bg.GetBuffer(ctx, "absent", big)
+	if !errors.Is(err, archive.ErrNotFound) {
+		t.Errorf("GetBuffer(absent) = %v, want an error wrapping ErrNotFound", err)
+	}
+	if _, err := bg.GetBuffer(ctx, "../escape", nil); err == nil || errors.Is(err, archive.ErrNotFound) {
+		t.Errorf("GetBuffer(../escape) = %v, want a bad-key error", err)
 	}
 }
