@@ -201,6 +201,43 @@ func TestArchive_Clean(t *testing.T) {
 	}
 }
 
+// TestArchive_ProblemNamesFile checks that a damaged entry is reported with the data file it
+// is in. Tried: one field changed in each of two entries of one batch that sit in different
+// files (the batch is split by tenant), neither the first of its file (whose digest check names
+// the file too). Must hold: each entry's own problem names its own file.
+func TestArchive_ProblemNamesFile(t *testing.T) {
+	a := newArchived(t, 40, 10)
+	seqs := []int64{15, 16}
+	if a.fileOf(15) == a.fileOf(16) {
+		t.Fatalf("seq 15 and 16 share %s: the test needs two files of one batch", a.fileOf(15))
+	}
+	for _, seq := range seqs {
+		a.rewrite(t, a.fileOf(seq), func(evs []pgtrail.Event) []pgtrail.Event {
+			i := slices.IndexFunc(evs, bySeqValue(seq))
+			if i == 0 {
+				t.Fatalf("seq %d is the first of its file", seq)
+			}
+			evs[i].ActorID = "mallory"
+			return evs
+		})
+	}
+	rep, err := verify.Archive(context.Background(), a.sink, a.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range seqs {
+		if !slices.ContainsFunc(rep.Problems, func(p verify.Problem) bool {
+			return p.Seq == seq && p.Kind == verify.Modified && p.Key == a.fileOf(seq) && strings.Contains(p.Detail, "content")
+		}) {
+			t.Errorf("no problem with the content of seq %d naming %s; problems: %s", seq, a.fileOf(seq), describe(rep.Problems))
+		}
+	}
+}
+
+func bySeqValue(seq int64) func(e pgtrail.Event) bool {
+	return func(e pgtrail.Event) bool { return e.Seq == seq }
+}
+
 // TestArchive_Tampering changes a clean archive of 40 entries (4 batches of 10, each split into 4
 // files by tenant) the way an intruder with write access to the storage could; each change must
 // be reported with the right kind (and seq or object where it is known).

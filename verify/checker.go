@@ -11,6 +11,8 @@ type checker struct {
 	source   Source
 	prevSeq  int64
 	prevHash [sha256.Size]byte // genesis (zeros) before the first entry
+	// keys are the data files of the archive batch being walked: entry.file indexes them.
+	keys []string
 }
 
 func newChecker(rep *Report, source Source) *checker {
@@ -26,6 +28,14 @@ func (c *checker) add(seq int64, kind Kind, key, detail string) {
 	c.rep.add(Problem{Seq: seq, Kind: kind, Detail: detail, Source: c.source, Key: key})
 }
 
+// keyOf returns the archive data file holding e, "" for the database.
+func (c *checker) keyOf(e *entry) string {
+	if e.file <= 0 || int(e.file) > len(c.keys) {
+		return ""
+	}
+	return c.keys[e.file-1]
+}
+
 func (c *checker) next(e *entry) {
 	c.rep.Entries++
 	if c.rep.Entries == 1 {
@@ -35,7 +45,7 @@ func (c *checker) next(e *entry) {
 	expected := c.prevSeq + 1
 	switch {
 	case e.seq <= c.prevSeq:
-		c.add(e.seq, Inserted, e.key, "a second entry with the same seq")
+		c.add(e.seq, Inserted, c.keyOf(e), "a second entry with the same seq")
 	case e.seq == expected+1:
 		c.add(expected, Deleted, "", fmt.Sprintf("entry %d is missing", expected))
 	case e.seq > expected:
@@ -43,13 +53,13 @@ func (c *checker) next(e *entry) {
 	}
 	switch {
 	case e.badHash:
-		c.add(e.seq, Modified, e.key, "its prev_hash or entry_hash is not a SHA-256 sum")
+		c.add(e.seq, Modified, c.keyOf(e), "its prev_hash or entry_hash is not a SHA-256 sum")
 	case !e.selfOK && e.chainedAt != 0:
-		c.add(e.seq, Reordered, e.key, fmt.Sprintf("the entry at seq %d was chained at seq %d", e.seq, e.chainedAt))
+		c.add(e.seq, Reordered, c.keyOf(e), fmt.Sprintf("the entry at seq %d was chained at seq %d", e.seq, e.chainedAt))
 	case !e.selfOK:
-		c.add(e.seq, Modified, e.key, "its content does not match its entry_hash")
+		c.add(e.seq, Modified, c.keyOf(e), "its content does not match its entry_hash")
 	case e.prevHash != c.prevHash && e.seq == expected:
-		c.add(e.seq, Relinked, e.key, fmt.Sprintf("prev_hash does not match the entry_hash of seq %d: one of them was rewritten", c.prevSeq))
+		c.add(e.seq, Relinked, c.keyOf(e), fmt.Sprintf("prev_hash does not match the entry_hash of seq %d: one of them was rewritten", c.prevSeq))
 	}
 	c.prevSeq = e.seq
 	c.prevHash = e.entryHash

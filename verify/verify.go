@@ -147,7 +147,8 @@ type Verifier struct {
 	// 0 means DefaultArchiveLag.
 	ArchiveLag time.Duration
 	// Workers is how many goroutines hash (and, for the archive, fetch and decode) at once;
-	// 0 means runtime.GOMAXPROCS(0), and at least 4 for the archive, whose reads wait on storage.
+	// 0 means runtime.GOMAXPROCS(0), and at least 4 for an archive in S3, whose reads wait on the
+	// network.
 	Workers int
 	// DBStreams is how many COPY streams (connections, sharing one snapshot) read the database
 	// at once; 0 means DefaultDBStreams. The server's formatting of rows is the bottleneck.

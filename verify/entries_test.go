@@ -1,0 +1,38 @@
+package verify
+
+import "testing"
+
+// TestEntrySlices_Reuse: the slices of a walk's batches are reused rather than made afresh (each
+// fresh one costs page faults), the best fitting first, and the free list stays bounded.
+func TestEntrySlices_Reuse(t *testing.T) {
+	var p entrySlices
+	small, large := p.get(100), p.get(1000)
+	if cap(small) < 100 || cap(large) < 1000 || len(small) != 0 {
+		t.Fatalf("get(100), get(1000): caps %d, %d, len %d", cap(small), cap(large), len(small))
+	}
+	p.put(append(large, entry{seq: 1}))
+	p.put(small)
+	if got := p.get(90); &got[:1][0] != &small[:1][0] || len(got) != 0 {
+		t.Errorf("get(90) did not return the smallest free slice that fits, emptied")
+	}
+	if got := p.get(500); &got[:1][0] != &large[:1][0] {
+		t.Errorf("get(500) did not reuse the large slice")
+	}
+	if got := p.get(2000); cap(got) < 2000 {
+		t.Errorf("get(2000) with nothing free: cap %d", cap(got))
+	}
+	if got := p.get(1 << 40); cap(got) > 2<<20 {
+		t.Errorf("get(1<<40): cap %d; a batch range read from a key name must not size memory", cap(got))
+	}
+	for i := range 3 * maxFreeSlices {
+		p.put(make([]entry, 0, i+1))
+	}
+	if len(p.free) != maxFreeSlices {
+		t.Errorf("%d slices kept, want at most %d", len(p.free), maxFreeSlices)
+	}
+	for _, s := range p.free {
+		if cap(s) <= 2*maxFreeSlices {
+			t.Errorf("kept a slice of cap %d: the smallest should be dropped first", cap(s))
+		}
+	}
+}
