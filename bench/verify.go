@@ -298,7 +298,7 @@ func (s *streamBench) archiveVerifyAvailable(ctx context.Context) (bool, string)
 func (s *streamBench) verifyArchive(ctx context.Context, tg *target, run *VerifyRun) error {
 	logPath := filepath.Join(s.dir, "verify-archive-"+tg.name+".log")
 	var out strings.Builder
-	args := append([]string{"verify", "archive", tg.url, "--public-key", s.key + ".pub"}, tg.args...)
+	args := append([]string{"verify", "archive", tg.url, "--public-key", s.key + ".pub", "--json"}, tg.args...)
 	// --retention is a stream flag, not a verify flag.
 	args = dropFlag(args, "--retention")
 	p, err := startProc(ctx, logPath, &out, tg.env, s.t.pgtrail, args...)
@@ -314,6 +314,19 @@ func (s *streamBench) verifyArchive(ctx context.Context, tg *target, run *Verify
 		}
 		return fmt.Errorf("%w: %s", err, lastLines(text, 2))
 	}
+	// The entries the run verified, not the trail's: an archive may hold fewer (the file
+	// stream stops before the S3 lag run adds its entries).
+	var rep struct {
+		Entries int64 `json:"entries"`
+		Intact  bool  `json:"intact"`
+	}
+	if err := json.Unmarshal([]byte(lastLines(out.String(), 1)), &rep); err != nil {
+		return fmt.Errorf("parse verify archive --json: %w", err)
+	}
+	if !rep.Intact {
+		return fmt.Errorf("verify archive reports damage: %s", lastLines(out.String(), 1))
+	}
+	run.Entries = rep.Entries
 	run.setFrom(pr)
 	return nil
 }
