@@ -13,7 +13,8 @@ import (
 
 // BenchmarkVerifyArchiveDir verifies an existing archive, such as one make bench's stream part
 // leaves behind with -keep: PGTRAIL_BENCH_ARCHIVE is its URL and PGTRAIL_BENCH_PUBKEY the public
-// key file. It is skipped without them. Real archives differ from the synthetic one of
+// key file (and PGTRAIL_BENCH_S3_ENDPOINT the server of an s3:// archive not in AWS). It is
+// skipped without them. Real archives differ from the synthetic one of
 // BenchmarkVerifyArchive in their file sizes and value distributions.
 func BenchmarkVerifyArchiveDir(b *testing.B) {
 	url, keyFile := os.Getenv("PGTRAIL_BENCH_ARCHIVE"), os.Getenv("PGTRAIL_BENCH_PUBKEY")
@@ -25,7 +26,8 @@ func BenchmarkVerifyArchiveDir(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sink, err := archive.Open(ctx, url, archive.Options{})
+	// PGTRAIL_BENCH_S3_ENDPOINT: an S3-compatible server (credentials from the AWS environment).
+	sink, err := archive.Open(ctx, url, archive.Options{Endpoint: os.Getenv("PGTRAIL_BENCH_S3_ENDPOINT")})
 	if err != nil {
 		b.Fatal(err)
 	}
