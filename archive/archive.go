@@ -85,6 +85,10 @@ type Options struct {
 	SSEKMSKeyID string
 	// AccessKey and SecretKey replace the AWS default credential chain when both are set.
 	AccessKey, SecretKey string
+	// Existing opens an archive that must exist, for reading: a file:// directory that is
+	// missing is an error (wrapping fs.ErrNotExist) instead of being created. (A missing S3
+	// bucket is an error on the first request either way.)
+	Existing bool
 }
 
 var (
@@ -102,7 +106,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (Sink, error) {
 	}
 	switch u.Scheme {
 	case "file":
-		s, err := file.New(filepath.FromSlash(u.Path))
+		newSink := file.New
+		if opts.Existing {
+			newSink = file.Open
+		}
+		s, err := newSink(filepath.FromSlash(u.Path))
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", rawURL, err)
 		}

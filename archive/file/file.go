@@ -40,6 +40,24 @@ func New(dir string) (*Sink, error) {
 	return &Sink{root: dir}, nil
 }
 
+// Open returns a sink on dir, which must be absolute and exist: readers (verify, search,
+// export) use it, so that a mistyped path is an error, not an empty archive (which verifies as
+// intact). The error for a missing directory wraps fs.ErrNotExist.
+func Open(dir string) (*Sink, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("file sink: directory %q is not absolute", dir)
+	}
+	dir = filepath.Clean(dir)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("file sink: %s is not a directory", dir)
+	}
+	return &Sink{root: dir}, nil
+}
+
 // Root returns the sink's directory.
 func (s *Sink) Root() string { return s.root }
 

@@ -2,6 +2,8 @@ package file_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,4 +105,42 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpen: readers open an archive that must exist. Tried: a missing directory, a regular file,
+// a relative path, and an existing archive. Must hold: the first three fail (a missing one with
+// fs.ErrNotExist, and it is not created); the archive's objects are read.
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{"Missing": filepath.Join(dir, "missing"), "RegularFile": plain, "Relative": "archive"} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := file.Open(path); err == nil {
+				t.Fatalf("Open(%s) succeeded", path)
+			} else if name == "Missing" && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Open(missing) = %v, want fs.ErrNotExist", err)
+			}
+			if name == "Missing" {
+				if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("Open(missing) created it (stat: %v)", err)
+				}
+			}
+		})
+	}
+	t.Run("Existing", func(t *testing.T) {
+		w := newSink(t)
+		if err := w.Put(context.Background(), "a/b", []byte("data")); err != nil {
+			t.Fatal(err)
+		}
+		r, err := file.Open(w.Root())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.Get(context.Background(), "a/b"); err != nil || string(got) != "data" {
+			t.Errorf("Get = %q, %v", got, err)
+		}
+	})
 }

@@ -83,7 +83,7 @@ func (a *readArchiveFlags) open(ctx context.Context) (archive.Sink, string, erro
 		}
 		url = "file://" + abs
 	}
-	sink, err := archive.Open(ctx, url, archive.Options{Endpoint: a.endpoint, Region: a.region})
+	sink, err := archive.Open(ctx, url, archive.Options{Endpoint: a.endpoint, Region: a.region, Existing: true})
 	if err != nil {
 		return nil, "", notRun(err)
 	}

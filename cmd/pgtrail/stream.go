@@ -23,6 +23,8 @@ import (
 // archiveFlags are the flags that open an archive sink.
 type archiveFlags struct {
 	url, endpoint, region, retention, lockMode, kmsKey string
+	// existing: the archive is read, so it must exist (archive.Options.Existing).
+	existing bool
 }
 
 func (a *archiveFlags) register(fsFlags interface {
@@ -51,7 +53,7 @@ func (a *archiveFlags) open(ctx context.Context) (archive.Sink, error) {
 		url = "file://" + abs
 	}
 	sink, err := archive.Open(ctx, url, archive.Options{Endpoint: a.endpoint, Region: a.region,
-		Retention: retention, LockMode: a.lockMode, SSEKMSKeyID: a.kmsKey})
+		Retention: retention, LockMode: a.lockMode, SSEKMSKeyID: a.kmsKey, Existing: a.existing})
 	if err != nil {
 		return nil, notRun(err)
 	}

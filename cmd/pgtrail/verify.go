@@ -139,7 +139,8 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 	}
 	var sink archive.Sink
 	if f.scope != "db" {
-		af := archiveFlags{url: f.archiveURL, endpoint: f.endpoint, region: f.region, retention: "0"}
+		// existing: a mistyped archive path must fail, not verify as an empty, intact archive.
+		af := archiveFlags{url: f.archiveURL, endpoint: f.endpoint, region: f.region, retention: "0", existing: true}
 		var err error
 		if sink, err = af.open(ctx); err != nil {
 			return f.fail(ctx, e, conn, err)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -79,6 +80,8 @@ func TestCLI_Verify(t *testing.T) {
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", s.otherPub}, 2, "", "no digest of the archive verifies with the public key"},
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", s.otherPub, "--json"}, 2, `"result":"could_not_verify"`, ""},
 		{[]string{"verify", "archive", s.archiveURL}, 2, "", "needs --public-key"},
+		// A mistyped path is not an empty, intact archive (and is not created).
+		{[]string{"verify", "archive", s.archiveURL + "-typo", "--public-key", s.pub}, 2, "", "no such file or directory"},
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", "/nonexistent.pub"}, 2, "", "--public-key"},
 		{[]string{"verify", "all", "--public-key", s.pub}, 2, "", "verify all needs the archive"},
 		{[]string{"verify", "db", "--since-checkpoint"}, 2, "", "needs --signing-key"},
@@ -106,8 +109,13 @@ func TestCLI_Verify(t *testing.T) {
 		FROM audit.pending WHERE action_type = 'VERIFY'`).Scan(&ok, &failed); err != nil {
 		t.Fatal(err)
 	}
-	if ok != 4 || failed != 2 {
-		t.Errorf("recorded %d successful and %d failed VERIFY events, want 4 and 2", ok, failed)
+	if ok != 4 || failed != 3 {
+		t.Errorf("recorded %d successful and %d failed VERIFY events, want 4 and 3", ok, failed)
+	}
+	if strings.HasPrefix(s.archiveURL, "file://") {
+		if _, err := os.Stat(strings.TrimPrefix(s.archiveURL, "file://") + "-typo"); !os.IsNotExist(err) {
+			t.Errorf("verify archive of a missing directory created it (or: %v)", err)
+		}
 	}
 }
 
