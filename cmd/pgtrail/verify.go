@@ -205,6 +205,10 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 	if err := f.print(e, rep); err != nil {
 		notes = append(notes, err.Error())
 	}
+	if f.scope != "db" && rep.Intact() && rep.Files == 0 && rep.Digests == 0 && !f.since {
+		// An empty archive is intact, but an S3 prefix with a typo is empty too.
+		fmt.Fprintf(e.stderr, "pgtrail verify: warning: %s holds no data files or digests: a new archive, or a wrong URL?\n", f.archiveURL)
+	}
 	if !rep.Intact() {
 		f.alert(ctx, e, verify.NewAlert(f.scope, f.archiveURL, hostname(), rep, nil))
 		for _, n := range notes {

@@ -27,6 +27,7 @@ type verifySetup struct {
 	pub, sign   string // the stream's public key, the verifier's private key
 	otherPub    string
 	checkpoints string // a checkpoint file path
+	emptyDir    string // an empty directory
 	entries     int64  // sealed and archived
 }
 
@@ -49,7 +50,8 @@ func newVerifySetup(t *testing.T) *verifySetup {
 		return path
 	}
 	s := &verifySetup{vars: vars, archiveURL: "file://" + filepath.Join(dir, "archive"), pub: keys("stream.key") + ".pub",
-		sign: keys("verify.key"), otherPub: keys("other.key") + ".pub", checkpoints: filepath.Join(dir, "checkpoint.json")}
+		sign: keys("verify.key"), otherPub: keys("other.key") + ".pub", checkpoints: filepath.Join(dir, "checkpoint.json"),
+		emptyDir: t.TempDir()}
 	slot := fmt.Sprintf("verify_cli_%d", rand.Uint32())
 	if code, _, errOut := runCLI(t, vars, "stream", "--archive", s.archiveURL, "--signing-key", filepath.Join(dir, "stream.key"),
 		"--slot", slot, "--publication", slot, "--batch-events", "20", "--batch-age", "20ms", "--exit-when-caught-up"); code != 0 {
@@ -80,6 +82,8 @@ func TestCLI_Verify(t *testing.T) {
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", s.otherPub}, 2, "", "no digest of the archive verifies with the public key"},
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", s.otherPub, "--json"}, 2, `"result":"could_not_verify"`, ""},
 		{[]string{"verify", "archive", s.archiveURL}, 2, "", "needs --public-key"},
+		// An empty archive is intact, with a warning: its URL may be wrong.
+		{[]string{"verify", "archive", "file://" + s.emptyDir, "--public-key", s.pub}, 0, "intact: 0 entries", "holds no data files or digests"},
 		// A mistyped path is not an empty, intact archive (and is not created).
 		{[]string{"verify", "archive", s.archiveURL + "-typo", "--public-key", s.pub}, 2, "", "no such file or directory"},
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", "/nonexistent.pub"}, 2, "", "--public-key"},
@@ -109,8 +113,8 @@ func TestCLI_Verify(t *testing.T) {
 		FROM audit.pending WHERE action_type = 'VERIFY'`).Scan(&ok, &failed); err != nil {
 		t.Fatal(err)
 	}
-	if ok != 4 || failed != 3 {
-		t.Errorf("recorded %d successful and %d failed VERIFY events, want 4 and 3", ok, failed)
+	if ok != 5 || failed != 3 {
+		t.Errorf("recorded %d successful and %d failed VERIFY events, want 5 and 3", ok, failed)
 	}
 	if strings.HasPrefix(s.archiveURL, "file://") {
 		if _, err := os.Stat(strings.TrimPrefix(s.archiveURL, "file://") + "-typo"); !os.IsNotExist(err) {
