@@ -17,13 +17,9 @@ type entry struct {
 	seq       int64
 	prevHash  [sha256.Size]byte
 	entryHash [sha256.Size]byte
-	// selfOK: the content hashes to entryHash (given prevHash).
-	selfOK bool
 	// chainedAt, when the content does not hash to entryHash at seq, is the nearby seq at which it
 	// does (the entry was moved); 0 when none does.
 	chainedAt int64
-	// badHash: prev_hash or entry_hash is not a SHA-256 sum.
-	badHash bool
 
 	// What the cross-check compares: an identity, the content without its position, and the
 	// age. eventKey and content are keyed hashes (maphash, random seed per process).
@@ -35,6 +31,12 @@ type entry struct {
 	// (checker.keys), 0 for the database. An index, not the key: entries hold no pointer, so
 	// the garbage collector never scans the megabytes of them that a run keeps in flight.
 	file int32
+	// selfOK: the content hashes to entryHash (given prevHash).
+	selfOK bool
+	// badHash: prev_hash or entry_hash is not a SHA-256 sum.
+	badHash bool
+	// (The small fields last: in declaration order they would pad the entry from 112 to 128
+	// bytes.)
 }
 
 // reorderWindow is how far from its position an entry is searched for when its hash does not match.
