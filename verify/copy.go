@@ -10,8 +10,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/pgtrail/pgtrail"
 )
 
@@ -90,6 +88,7 @@ type copyReader struct {
 	free    <-chan *dbBatch
 	send    func(*dbBatch) error
 	cur     *dbBatch
+	pace    *pacer // the stream's, nil if none
 	header  bool
 	done    bool   // the trailer was seen
 	pending []byte // the start of a tuple split across writes (the server does not do that)
@@ -130,6 +129,10 @@ func (r *copyReader) Write(p []byte) (int, error) {
 		p = p[size:]
 	}
 	r.keep(p)
+	if r.pace != nil {
+		// Rows are streaming until the trailer; the command's completion is a short read.
+		r.pace.copying = !r.done
+	}
 	return n, nil
 }
 
@@ -376,11 +379,15 @@ func decodeTextArray(p []byte, cols []string) ([]string, error) {
 	return cols, nil
 }
 
-// readCopy reads seq from to to (to < 0: to the end) on conn into batches taken from free: send
+// readCopy reads seq from to to (to < 0: to the end) on st into batches taken from free: send
 // is called for each full batch, from this goroutine.
-func readCopy(ctx context.Context, conn *pgconn.PgConn, from, to int64, free <-chan *dbBatch, send func(*dbBatch) error) error {
-	r := &copyReader{ctx: ctx, free: free, send: send}
-	if _, err := conn.CopyTo(ctx, r, copyRange(from, to)); err != nil {
+func readCopy(ctx context.Context, st dbStream, from, to int64, free <-chan *dbBatch, send func(*dbBatch) error) error {
+	r := &copyReader{ctx: ctx, free: free, send: send, pace: st.pace}
+	if st.pace != nil {
+		// An error ends the COPY without a trailer: the next statement's reads are not paced.
+		defer func() { st.pace.copying = false }()
+	}
+	if _, err := st.conn.CopyTo(ctx, r, copyRange(from, to)); err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			return cause
 		}

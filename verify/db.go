@@ -1,10 +1,12 @@
 package verify
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math"
 	"regexp"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail"
@@ -201,10 +204,12 @@ func (c *checker) finishHead(headSeq int64, headHash []byte) {
 }
 
 // Parallel reading: the server formats rows (jsonb and inet as text) more slowly than the
-// verifier hashes them, so DB reads with several COPY streams at once, each on its own connection
-// in the same snapshot, taking chunks of seq in turn. Each stream has its own batches, enough for
-// one chunk: it reads its next chunk while the checks consume the earlier ones, and memory stays
-// bounded by streams × chunk.
+// verifier hashes them, so DB can read with several COPY streams at once, each on its own
+// connection in the same snapshot, taking chunks of seq in turn. Each stream has its own batches,
+// enough for one chunk: it reads its next chunk while the checks consume the earlier ones, and
+// memory stays bounded by streams × chunk. A second backend costs server CPU (on the 2-core
+// bench machine ≈ 0.7 µs per row more in all: each new backend faults in shared_buffers, and two
+// contend), so more streams pay off only where the server has cores to spare.
 const (
 	// DefaultDBStreams is Verifier.DBStreams's default.
 	DefaultDBStreams = 2
@@ -237,39 +242,93 @@ func planChunks(from, head int64, n int) []*dbChunk {
 	return chunks
 }
 
-// openStreams returns the connections to read with: tx's own, and up to n-1 more in tx's
-// snapshot. Without the extra connections (a caller's transaction, a refused connection) the
-// read simply uses one stream.
-func openStreams(ctx context.Context, tx pgx.Tx, n int, owned bool) ([]*pgconn.PgConn, func()) {
-	conns := []*pgconn.PgConn{tx.Conn().PgConn()}
-	var extra []*pgx.Conn
+// dbStream is a connection that reads COPY, with its pacer when this package opened it.
+type dbStream struct {
+	conn *pgconn.PgConn
+	pace *pacer
+}
+
+// openStreams returns the connections to read with. With tx this package's own and a trail of
+// at least a chunk, n new connections in tx's snapshot, built to read in large gulps (see pacer);
+// otherwise, or when no new connection can be made, tx's own connection alone.
+func openStreams(ctx context.Context, tx pgx.Tx, n int, owned, long bool) ([]dbStream, func()) {
+	own := []dbStream{{conn: tx.Conn().PgConn()}}
+	var opened []*pgx.Conn
 	closeAll := func() {
-		for _, c := range extra {
+		for _, c := range opened {
 			c.Close(context.WithoutCancel(ctx))
 		}
 	}
-	if n <= 1 || !owned {
-		return conns, closeAll
+	if !owned || !long {
+		return own, closeAll
 	}
 	var snapshot string
 	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil || !snapshotID.MatchString(snapshot) {
-		return conns, closeAll
+		return own, closeAll
 	}
-	for range n - 1 {
-		c, err := pgx.ConnectConfig(ctx, tx.Conn().Config())
+	var streams []dbStream
+	for range max(n, 1) {
+		cfg, pace := pacedConfig(tx.Conn().Config())
+		c, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			break
 		}
-		extra = append(extra, c)
+		opened = append(opened, c)
 		if _, err := c.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
 			break
 		}
-		conns = append(conns, c.PgConn())
+		streams = append(streams, dbStream{conn: c.PgConn(), pace: pace})
 	}
-	return conns, closeAll
+	if len(streams) == 0 {
+		return own, closeAll
+	}
+	return streams, closeAll
 }
 
 var snapshotID = regexp.MustCompile(`^[0-9A-F]+(-[0-9A-F]+)+$`)
+
+// Pacing. The verifier drains a socket faster than PostgreSQL fills it, so a plain reader wakes up
+// for every 8 KiB the server sends (its send buffer's size) and reads it in a few small read
+// calls: on a 2-core machine those wake-ups cost the client about 1 µs of CPU per row, and each
+// one can preempt the backend that sent the data. While a COPY streams, a pacer lets data pile up
+// in the kernel's socket buffer (which grows to megabytes) after a short read, and a large
+// buffer takes it in one call: one wake-up per ~100 KiB.
+const (
+	paceReadBuffer = 256 << 10
+	paceShortRead  = 64 << 10
+	paceWait       = time.Millisecond
+)
+
+// pacer sits between pgconn's buffered frontend and its network reader. All its fields belong
+// to the goroutine using the connection (pgconn reads on the caller's goroutine).
+type pacer struct {
+	r io.Reader
+	// copying: a COPY's rows are streaming (set by the copyReader); outside COPY every read is a
+	// round trip, and waiting would only add latency.
+	copying bool
+	short   bool                // the last read returned less than paceShortRead
+	wait    func(time.Duration) // time.Sleep; a test's counter
+}
+
+func (p *pacer) Read(b []byte) (int, error) {
+	if p.copying && p.short {
+		p.wait(paceWait)
+	}
+	n, err := p.r.Read(b)
+	p.short = n < paceShortRead
+	return n, err
+}
+
+// pacedConfig returns a copy of cfg whose connection reads through a pacer, and that pacer.
+func pacedConfig(cfg *pgx.ConnConfig) (*pgx.ConnConfig, *pacer) {
+	cfg = cfg.Copy()
+	p := &pacer{wait: time.Sleep}
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		p.r = r
+		return pgproto3.NewFrontend(bufio.NewReaderSize(p, paceReadBuffer), w)
+	}
+	return cfg, p
+}
 
 // pipelineDB streams audit.events from seq from on (up to rep.HeadSeq and beyond) through the
 // hashers and calls fn with the entries of each batch, in chain order, from the
@@ -284,12 +343,12 @@ func (v *Verifier) pipelineDB(ctx context.Context, tx pgx.Tx, owned bool, rep *R
 	if chunks := (rep.HeadSeq - from + dbChunkRows) / dbChunkRows; chunks < int64(n) {
 		n = int(max(chunks, 1)) // a short trail needs no extra connection
 	}
-	conns, closeStreams := openStreams(ctx, tx, n, owned)
+	streams, closeStreams := openStreams(ctx, tx, n, owned, rep.HeadSeq-from >= dbChunkRows)
 	defer closeStreams()
-	rep.Streams = len(conns)
-	chunks := planChunks(from, rep.HeadSeq, len(conns))
+	rep.Streams = len(streams)
+	chunks := planChunks(from, rep.HeadSeq, len(streams))
 	perStream := dbChunkRows/dbBatchRows + 2
-	work := make(chan *dbBatch, len(conns)*perStream)
+	work := make(chan *dbBatch, len(streams)*perStream)
 
 	workers := v.workers(1)
 	var wg sync.WaitGroup
@@ -305,17 +364,17 @@ func (v *Verifier) pipelineDB(ctx context.Context, tx pgx.Tx, owned bool, rep *R
 		})
 	}
 	var readers sync.WaitGroup
-	readErrs := make([]error, len(conns))
-	for s, conn := range conns {
+	readErrs := make([]error, len(streams))
+	for s, st := range streams {
 		pool := make(chan *dbBatch, perStream)
 		for range perStream {
 			pool <- newDBBatch(pool)
 		}
 		readers.Go(func() {
-			for i := s; i < len(chunks); i += len(conns) {
+			for i := s; i < len(chunks); i += len(streams) {
 				c := chunks[i]
 				if readErrs[s] == nil {
-					readErrs[s] = readCopy(ctx, conn, c.from, c.to, pool, func(b *dbBatch) error {
+					readErrs[s] = readCopy(ctx, st, c.from, c.to, pool, func(b *dbBatch) error {
 						work <- b // never blocks: work holds every batch there is
 						c.batches <- b
 						return nil
