@@ -129,6 +129,10 @@ type batchJob struct {
 	keys  *batchKeys
 	ready chan struct{}
 
+	// The batch's objects as read (fetchBatch): its digests and data files, in key order.
+	digestObjs, fileObjs []object
+	fetched              bool
+
 	ents         []entry
 	digests      []archive.Digest // the batch's readable digests, by index
 	problems     []Problem
@@ -205,29 +209,51 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// Reads from S3 wait on the network: more workers than cores keep the cores busy. From a
-	// local directory they would only hold more buffers (memory that costs page faults to touch).
-	workers := v.workers(4)
-	if archive.IsLocal(sink) {
-		workers = v.workers(1)
+	// One worker per core checks batches. Reads from a local directory are the workers' own;
+	// reads from S3 wait on the network, so fetchers read the next batches' objects meanwhile.
+	// More workers instead would only hold more buffers: memory that costs page faults to touch.
+	workers, fetchers := v.workers(1), 0
+	if !archive.IsLocal(sink) {
+		fetchers = remoteFetchers
 	}
-	work := make(chan *batchJob)
-	// Batches in flight hold their entries (megabytes each): a worker's worth of look-ahead past
-	// the batch the checks wait for keeps every worker busy without holding more.
-	order := make(chan *batchJob, workers)
-	slicesFree := &entrySlices{}
-	var wg sync.WaitGroup
+	fetchQ, work := make(chan *batchJob), make(chan *batchJob)
+	// Batches in flight hold their objects and entries (megabytes each): enough to keep every
+	// worker and fetcher busy past the batch the checks wait for, no more.
+	order := make(chan *batchJob, workers+fetchers)
+	ents, bufs := &slicePool[entry]{}, &slicePool[byte]{}
+	var wg, fetching sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			w := &archiveWorker{h: newHasher(cross != nil), ents: slicesFree}
+			w := &archiveWorker{h: newHasher(cross != nil), ents: ents}
 			for j := range work {
-				v.runBatch(ctx, sink, pub, j, w)
+				if !j.fetched {
+					fetchBatch(ctx, sink, j, bufs)
+				}
+				v.runBatch(ctx, pub, j, w)
+				releaseBatch(j, bufs)
 				j.ready <- struct{}{}
 			}
 		})
 	}
+	for range fetchers {
+		fetching.Go(func() {
+			for j := range fetchQ {
+				fetchBatch(ctx, sink, j, bufs)
+				work <- j
+			}
+		})
+	}
+	// The batches go to the fetchers, if any, else straight to the workers.
+	next := work
+	if fetchers > 0 {
+		next = fetchQ
+		go func() {
+			fetching.Wait()
+			close(work)
+		}()
+	}
 	go func() {
-		defer close(work)
+		defer close(next)
 		defer close(order)
 		for _, b := range batches[start:] {
 			j := &batchJob{keys: b, ready: make(chan struct{}, 1)}
@@ -236,7 +262,7 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 			case <-ctx.Done():
 				return
 			}
-			work <- j
+			next <- j
 		}
 	}()
 
@@ -279,7 +305,7 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 				cancel(err)
 			}
 		}
-		slicesFree.put(j.ents)
+		ents.put(j.ents)
 		j.ents = nil
 	}
 	wg.Wait()
@@ -410,7 +436,7 @@ func brokenDigestLink(d archive.Digest, prevKey string, l *listing) Problem {
 
 // runBatch reads, checks and hashes one batch into j. Damage goes into j.problems; j.err is set
 // only when the storage could not be read.
-func (v *Verifier) runBatch(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey, j *batchJob, w *archiveWorker) {
+func (v *Verifier) runBatch(ctx context.Context, pub ed25519.PublicKey, j *batchJob, w *archiveWorker) {
 	b := j.keys
 	add := func(p Problem) {
 		if len(j.problems) < maxProblems {
@@ -420,8 +446,12 @@ func (v *Verifier) runBatch(ctx context.Context, sink archive.Sink, pub ed25519.
 	checkCounts(b, add)
 	j.ents = w.ents.get(b.last - b.first + 1)
 	byFile := map[string]*archive.Digest{}
-	for _, ref := range b.digests {
-		data, err := sink.Get(ctx, ref.key)
+	for i, ref := range b.digests {
+		if i >= len(j.digestObjs) {
+			j.err = errors.New("read digest: the batch was not read") // canceled
+			return
+		}
+		data, err := j.digestObjs[i].data, j.digestObjs[i].err
 		if errors.Is(err, archive.ErrNotFound) {
 			add(Problem{Seq: b.first, Kind: Deleted, Key: ref.key, Detail: "the digest was listed but is gone"})
 			continue
@@ -462,7 +492,7 @@ func (v *Verifier) runBatch(ctx context.Context, sink archive.Sink, pub ed25519.
 		if d == nil {
 			add(Problem{Seq: b.first, Kind: Inserted, Key: key, Detail: "no digest describes this data file"})
 		}
-		if err := v.runFile(ctx, sink, j, int32(i+1), d, w, add); err != nil {
+		if err := v.runFile(ctx, j, int32(i+1), d, w, add); err != nil {
 			j.err = err
 			return
 		}
@@ -478,77 +508,18 @@ func (v *Verifier) runBatch(ctx context.Context, sink archive.Sink, pub ed25519.
 	j.ents = sortBySeq(j.ents, b.first, b.last, w.ents)
 }
 
-// archiveWorker is what one worker reuses from file to file.
+// archiveWorker is what one worker reuses from batch to batch.
 type archiveWorker struct {
 	h    *hasher
-	ents *entrySlices // the walk's, shared by its workers
 	dec  parquetDecoder
-	// buf is the last data file's buffer, read into again for the next: a fresh one per file
-	// costs a page fault per 4 KiB (a third of verification's CPU time on a 1.4M-entry archive).
-	buf []byte
-}
-
-// maxKeptBuffer is the largest file buffer a worker keeps for the next file.
-const maxKeptBuffer = 64 << 20
-
-// entrySlices recycles the entry slices of one walk's batches, a few MiB each. Not a sync.Pool:
-// every garbage collection empties a pool, and each slice made afresh then costs the kernel a
-// page fault per 4 KiB, more CPU than the entries' hashing saves elsewhere. Safe for concurrent
-// use.
-type entrySlices struct {
-	mu   sync.Mutex
-	free [][]entry
-}
-
-// maxFreeSlices bounds the slices kept: the batches in flight, plus sorting's spare ones.
-const maxFreeSlices = 16
-
-// get returns an empty slice with room for n entries (within reason: a batch's range comes from
-// a key name, which may lie): the smallest free one that fits, else a new one with room to spare,
-// so that it fits the next batches too.
-func (p *entrySlices) get(n int64) []entry {
-	n = min(max(n, 0), 1<<20)
-	p.mu.Lock()
-	best := -1
-	for i, s := range p.free {
-		if int64(cap(s)) >= n && (best < 0 || cap(s) < cap(p.free[best])) {
-			best = i
-		}
-	}
-	if best >= 0 {
-		s := p.free[best]
-		p.free = slices.Delete(p.free, best, best+1)
-		p.mu.Unlock()
-		return s[:0]
-	}
-	p.mu.Unlock()
-	return make([]entry, 0, n+n/4)
-}
-
-// put gives ents back for a later batch; when the list is full, the smallest slice is dropped.
-func (p *entrySlices) put(ents []entry) {
-	if cap(ents) == 0 {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.free = append(p.free, ents[:0])
-	if len(p.free) > maxFreeSlices {
-		small := 0
-		for i, s := range p.free {
-			if cap(s) < cap(p.free[small]) {
-				small = i
-			}
-		}
-		p.free = slices.Delete(p.free, small, small+1)
-	}
+	ents *slicePool[entry] // the walk's, shared by its workers
 }
 
 // sortBySeq puts the entries of a batch, read file by file, in seq order. Files split a batch by
 // tenant and day, so their rows interleave; each seq of the batch's range normally appears once,
 // and then each entry goes straight to its place. Anything else (a duplicate, a seq outside the
 // range) falls back to a stable sort.
-func sortBySeq(ents []entry, first, last int64, free *entrySlices) []entry {
+func sortBySeq(ents []entry, first, last int64, free *slicePool[entry]) []entry {
 	if slices.IsSortedFunc(ents, compareSeq) {
 		return ents
 	}
@@ -577,20 +548,20 @@ func compareSeq(a, b entry) int { return cmp.Compare(a.seq, b.seq) }
 
 // runFile reads, checks and hashes one data file of j's batch, b.data[file-1], against its
 // digest d (nil when it has none).
-func (v *Verifier) runFile(ctx context.Context, sink archive.Sink, j *batchJob, file int32, d *archive.Digest,
+func (v *Verifier) runFile(ctx context.Context, j *batchJob, file int32, d *archive.Digest,
 	w *archiveWorker, add func(Problem)) error {
 	b := j.keys
 	key := b.data[file-1]
-	data, err := archive.GetBuffer(ctx, sink, key, w.buf)
+	if int(file) > len(j.fileObjs) {
+		return errors.New("read data file: the batch was not read") // canceled
+	}
+	data, err := j.fileObjs[file-1].data, j.fileObjs[file-1].err
 	if errors.Is(err, archive.ErrNotFound) {
 		add(Problem{Seq: b.first, Kind: Deleted, Key: key, Detail: "the data file was listed but is gone"})
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read data file: %w", err)
-	}
-	if cap(data) <= maxKeptBuffer {
-		w.buf = data[:0]
 	}
 	j.files++
 	j.bytes += int64(len(data))

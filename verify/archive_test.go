@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -628,4 +629,66 @@ func TestArchive_S3(t *testing.T) {
 	}
 	checkFound(t, rep, want{verify.Modified, events[0].Seq, ""}, want{verify.Modified, 0, a.fileOf(60)},
 		want{verify.Forged, 0, a.digestKey(90, 0)})
+}
+
+// outageSink stops the S3 server once it has served a few reads: an outage in the middle of a
+// verification.
+type outageSink struct {
+	archive.Sink
+	reads, after int
+	stop         func()
+	mu           sync.Mutex
+}
+
+func (o *outageSink) Get(ctx context.Context, key string) ([]byte, error) {
+	o.mu.Lock()
+	if o.reads++; o.reads == o.after {
+		o.stop()
+	}
+	o.mu.Unlock()
+	return o.Sink.Get(ctx, key)
+}
+
+// TestArchive_S3Outage: tried: the S3 server goes away after the first objects of a 20-batch
+// archive were read, while fetchers and workers are mid-run. Must hold: the verification ends
+// (no hang) with an error, "could not verify", not with a report that calls the archive intact
+// or damaged.
+func TestArchive_S3Outage(t *testing.T) {
+	ctx := context.Background()
+	srv, err := testcontainers.StartS3(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	client, err := srv.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("outage")}); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := archive.Open(ctx, "s3://outage/trail", archive.Options{Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &archived{sink: sink, batch: 10}
+	a.pub, a.priv = archive.GenerateKey()
+	a.extend(t, 200)
+	o := &outageSink{Sink: sink, after: 5, stop: func() { srv.Stop(t) }}
+	done := make(chan struct{})
+	var rep *verify.Report
+	go func() {
+		defer close(done)
+		rep, err = verify.Archive(ctx, o, a.pub)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("verification hangs after the S3 server went away")
+	}
+	if err == nil {
+		t.Fatalf("verification during an outage returned a report (intact %v), not an error: %+v", rep.Intact(), rep)
+	}
+	t.Logf("error, as it should: %v", err)
 }

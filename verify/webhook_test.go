@@ -46,9 +46,15 @@ func TestWebhook_Send(t *testing.T) {
 				if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 					t.Errorf("%s with Content-Type %q", r.Method, r.Header.Get("Content-Type"))
 				}
-				if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
+				// Decoded apart, then kept under the lock: a timed-out attempt's handler still
+				// runs while the retry's does.
+				var a verify.Alert
+				if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
 					t.Errorf("body: %v", err)
 				}
+				mu.Lock()
+				got = a
+				mu.Unlock()
 				if c.answers[n] == 0 {
 					time.Sleep(300 * time.Millisecond)
 					return
@@ -58,6 +64,8 @@ func TestWebhook_Send(t *testing.T) {
 			defer srv.Close()
 			w := &verify.Webhook{URL: srv.URL, Timeout: 100 * time.Millisecond, Retries: 2, Backoff: 10 * time.Millisecond}
 			err := w.Send(context.Background(), alert)
+			mu.Lock()
+			defer mu.Unlock()
 			if (err == nil) != c.ok || len(ids) != c.attempts {
 				t.Fatalf("err %v after %d attempts; want ok=%v after %d", err, len(ids), c.ok, c.attempts)
 			}

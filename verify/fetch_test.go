@@ -2,10 +2,10 @@ package verify
 
 import "testing"
 
-// TestEntrySlices_Reuse: the slices of a walk's batches are reused rather than made afresh (each
+// TestSlicePool_Reuse: the slices of a walk's batches are reused rather than made afresh (each
 // fresh one costs page faults), the best fitting first, and the free list stays bounded.
-func TestEntrySlices_Reuse(t *testing.T) {
-	var p entrySlices
+func TestSlicePool_Reuse(t *testing.T) {
+	var p slicePool[entry]
 	small, large := p.get(100), p.get(1000)
 	if cap(small) < 100 || cap(large) < 1000 || len(small) != 0 {
 		t.Fatalf("get(100), get(1000): caps %d, %d, len %d", cap(small), cap(large), len(small))
@@ -33,6 +33,23 @@ func TestEntrySlices_Reuse(t *testing.T) {
 	for _, s := range p.free {
 		if cap(s) <= 2*maxFreeSlices {
 			t.Errorf("kept a slice of cap %d: the smallest should be dropped first", cap(s))
+		}
+	}
+}
+
+// TestSlicePool_Largest: a read of unknown size gets the largest free buffer, and nil from an
+// empty pool.
+func TestSlicePool_Largest(t *testing.T) {
+	var p slicePool[byte]
+	if got := p.largest(); got != nil {
+		t.Fatalf("largest() of an empty pool = %d bytes of room, want nil", cap(got))
+	}
+	for _, n := range []int{10, 1000, 100} {
+		p.put(make([]byte, 5, n))
+	}
+	for _, want := range []int{1000, 100, 10} {
+		if got := p.largest(); cap(got) != want || len(got) != 0 {
+			t.Errorf("largest() = len %d cap %d, want an empty slice of cap %d", len(got), cap(got), want)
 		}
 	}
 }
