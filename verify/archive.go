@@ -229,7 +229,7 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 				if !j.fetched {
 					fetchBatch(ctx, sink, j, bufs)
 				}
-				v.runBatch(ctx, pub, j, w)
+				v.runBatch(pub, j, w)
 				releaseBatch(j, bufs)
 				j.ready <- struct{}{}
 			}
@@ -434,9 +434,9 @@ func brokenDigestLink(d archive.Digest, prevKey string, l *listing) Problem {
 	return p
 }
 
-// runBatch reads, checks and hashes one batch into j. Damage goes into j.problems; j.err is set
-// only when the storage could not be read.
-func (v *Verifier) runBatch(ctx context.Context, pub ed25519.PublicKey, j *batchJob, w *archiveWorker) {
+// runBatch checks and hashes one batch into j, from its objects as fetchBatch read them. Damage
+// goes into j.problems; j.err is set only when the storage could not be read.
+func (v *Verifier) runBatch(pub ed25519.PublicKey, j *batchJob, w *archiveWorker) {
 	b := j.keys
 	add := func(p Problem) {
 		if len(j.problems) < maxProblems {
@@ -492,7 +492,7 @@ func (v *Verifier) runBatch(ctx context.Context, pub ed25519.PublicKey, j *batch
 		if d == nil {
 			add(Problem{Seq: b.first, Kind: Inserted, Key: key, Detail: "no digest describes this data file"})
 		}
-		if err := v.runFile(ctx, j, int32(i+1), d, w, add); err != nil {
+		if err := v.runFile(j, int32(i+1), d, w, add); err != nil {
 			j.err = err
 			return
 		}
@@ -546,10 +546,9 @@ func sortBySeq(ents []entry, first, last int64, free *slicePool[entry]) []entry 
 
 func compareSeq(a, b entry) int { return cmp.Compare(a.seq, b.seq) }
 
-// runFile reads, checks and hashes one data file of j's batch, b.data[file-1], against its
+// runFile checks and hashes one data file of j's batch, b.data[file-1], as read, against its
 // digest d (nil when it has none).
-func (v *Verifier) runFile(ctx context.Context, j *batchJob, file int32, d *archive.Digest,
-	w *archiveWorker, add func(Problem)) error {
+func (v *Verifier) runFile(j *batchJob, file int32, d *archive.Digest, w *archiveWorker, add func(Problem)) error {
 	b := j.keys
 	key := b.data[file-1]
 	if int(file) > len(j.fileObjs) {
