@@ -237,9 +237,16 @@ func TestStream_SIGTERM(t *testing.T) {
 		t.Fatalf("archive holds %d entries after SIGTERM, the chain %d", len(got), head)
 	}
 	// The batch was too young to be flushed before the signal: only the shutdown can have
-	// archived and acknowledged it.
-	var moved bool
-	if err := db.QueryRow(context.Background(), `SELECT $1::pg_lsn > $2::pg_lsn`, confirmed(), before).Scan(&moved); err != nil || !moved {
-		t.Fatalf("slot position did not move past %s at shutdown (%v): the archived batch was not acknowledged", before, err)
+	// archived and acknowledged it. The walsender applies the daemon's last status message after
+	// the daemon has exited, so the slot may take a moment to show it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var moved bool
+		err := db.QueryRow(context.Background(), `SELECT $1::pg_lsn > $2::pg_lsn`, confirmed(), before).Scan(&moved)
+		if err == nil && moved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot position did not move past %s after shutdown (%v): the archived batch was not acknowledged", before, err)
+		}
 	}
 }
