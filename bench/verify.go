@@ -273,18 +273,25 @@ func (s *streamBench) verifyDB(ctx context.Context, run *VerifyRun) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, lastLines(out.String(), 2))
 	}
+	return run.setFromReport(pr, "db", out.String())
+}
+
+// setFromReport sets the run from a `pgtrail verify SCOPE --json` process and its output: the
+// entries the run verified (an archive may hold fewer than the trail: the file stream stops
+// before the S3 lag run adds its entries), and an error unless the report says intact.
+func (r *VerifyRun) setFromReport(pr procResult, scope, out string) error {
 	var rep struct {
 		Entries int64 `json:"entries"`
 		Intact  bool  `json:"intact"`
 	}
-	if err := json.Unmarshal([]byte(lastLines(out.String(), 1)), &rep); err != nil {
-		return fmt.Errorf("parse verify db --json: %w", err)
+	if err := json.Unmarshal([]byte(lastLines(out, 1)), &rep); err != nil {
+		return fmt.Errorf("parse verify %s --json: %w", scope, err)
 	}
 	if !rep.Intact {
-		return fmt.Errorf("verify db reports the chain broken: %s", lastLines(out.String(), 1))
+		return fmt.Errorf("verify %s reports damage: %s", scope, lastLines(out, 1))
 	}
-	run.Entries = rep.Entries
-	run.setFrom(pr)
+	r.Entries = rep.Entries
+	r.setFrom(pr)
 	return nil
 }
 
@@ -331,21 +338,7 @@ func (s *streamBench) verifyArchive(ctx context.Context, tg *target, run *Verify
 		}
 		return fmt.Errorf("%w: %s", err, lastLines(text, 2))
 	}
-	// The entries the run verified, not the trail's: an archive may hold fewer (the file
-	// stream stops before the S3 lag run adds its entries).
-	var rep struct {
-		Entries int64 `json:"entries"`
-		Intact  bool  `json:"intact"`
-	}
-	if err := json.Unmarshal([]byte(lastLines(out.String(), 1)), &rep); err != nil {
-		return fmt.Errorf("parse verify archive --json: %w", err)
-	}
-	if !rep.Intact {
-		return fmt.Errorf("verify archive reports damage: %s", lastLines(out.String(), 1))
-	}
-	run.Entries = rep.Entries
-	run.setFrom(pr)
-	return nil
+	return run.setFromReport(pr, "archive", out.String())
 }
 
 // dropFlag removes "--name value" from args.
