@@ -146,9 +146,9 @@ type Verifier struct {
 	// ArchiveLag is how old a database entry must be before All requires it in the archive;
 	// 0 means DefaultArchiveLag.
 	ArchiveLag time.Duration
-	// Workers is how many goroutines hash (and, for the archive, fetch and decode) at once;
-	// 0 means runtime.GOMAXPROCS(0), and at least 4 for an archive in S3, whose reads wait on the
-	// network.
+	// Workers is how many goroutines hash (and, for the archive, decode and check batches) at
+	// once; 0 means runtime.GOMAXPROCS(0). An archive in S3 also has its own readers fetching
+	// the next batches meanwhile.
 	Workers int
 	// DBStreams is how many COPY streams (connections, sharing one snapshot) read the database
 	// at once; 0 means DefaultDBStreams. The server's formatting of rows is the bottleneck.
