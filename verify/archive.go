@@ -210,22 +210,31 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// One worker per core checks batches. Reads from a local directory are the workers' own;
-	// reads from S3 wait on the network, so fetchers read the next batches' objects meanwhile.
+	// reads from S3 wait on the network, so readers read the next batches meanwhile (readAhead).
 	// More workers instead would only hold more buffers: memory that costs page faults to touch.
-	workers, fetchers := v.workers(1), 0
-	if !archive.IsLocal(sink) {
-		fetchers = remoteFetchers
-	}
-	fetchQ, work := make(chan *batchJob), make(chan *batchJob)
-	// Batches in flight hold their objects and entries (megabytes each): enough to keep every
-	// worker and fetcher busy past the batch the checks wait for, no more.
-	order := make(chan *batchJob, workers+fetchers)
+	workers := v.workers(1)
 	ents, bufs := &slicePool[entry]{}, &slicePool[byte]{}
-	var wg, fetching sync.WaitGroup
+	work := make(chan *batchJob)
+	next := work // where the batches go: to the readers, if any, else straight to the workers
+	var ra *readAhead
+	inFlight := workers
+	if !archive.IsLocal(sink) {
+		ra = startReadAhead(ctx, sink, bufs, work)
+		next = ra.in
+		inFlight += maxReaders
+	}
+	// Batches in flight hold their objects and entries (megabytes each): enough to keep every
+	// worker and reader busy past the batch the checks wait for, no more.
+	order := make(chan *batchJob, inFlight)
+	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			w := &archiveWorker{h: newHasher(cross != nil), ents: ents}
-			for j := range work {
+			for first := true; ; first = false {
+				j, ok := takeBatch(work, ra, first)
+				if !ok {
+					return
+				}
 				if !j.fetched {
 					fetchBatch(ctx, sink, j, bufs)
 				}
@@ -235,25 +244,12 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 			}
 		})
 	}
-	for range fetchers {
-		fetching.Go(func() {
-			for j := range fetchQ {
-				fetchBatch(ctx, sink, j, bufs)
-				work <- j
-			}
-		})
-	}
-	// The batches go to the fetchers, if any, else straight to the workers.
-	next := work
-	if fetchers > 0 {
-		next = fetchQ
-		go func() {
-			fetching.Wait()
-			close(work)
-		}()
-	}
 	go func() {
-		defer close(next)
+		if ra != nil {
+			defer ra.close()
+		} else {
+			defer close(work)
+		}
 		defer close(order)
 		for _, b := range batches[start:] {
 			j := &batchJob{keys: b, ready: make(chan struct{}, 1)}
@@ -309,6 +305,9 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 		j.ents = nil
 	}
 	wg.Wait()
+	if ra != nil {
+		rep.Readers = ra.readers()
+	}
 	if err != nil {
 		return err
 	}

@@ -692,3 +692,33 @@ func TestArchive_S3Outage(t *testing.T) {
 	}
 	t.Logf("error, as it should: %v", err)
 }
+
+// slowSink adds a delay to every read: a remote archive far away.
+type slowSink struct {
+	archive.Sink
+	delay time.Duration
+}
+
+func (s slowSink) Get(ctx context.Context, key string) ([]byte, error) {
+	time.Sleep(s.delay)
+	return s.Sink.Get(ctx, key)
+}
+
+// TestArchive_ReadAheadGrows: tried: an archive of 40 small batches whose every read waits
+// 20 ms, so that the checks keep waiting for reads. Must hold: more readers start than the
+// first one (the report says how many, within the bound of 8), and the archive verifies as
+// intact, every entry in order.
+func TestArchive_ReadAheadGrows(t *testing.T) {
+	a := newArchived(t, 400, 10)
+	rep, err := verify.Archive(context.Background(), slowSink{Sink: a.sink, delay: 20 * time.Millisecond}, a.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact() || rep.Entries != 400 || rep.Batches != 40 {
+		t.Fatalf("report: intact %v, %d entries, %d batches; want intact, 400, 40: %+v", rep.Intact(), rep.Entries, rep.Batches, rep.Problems)
+	}
+	if rep.Readers < 2 || rep.Readers > 8 {
+		t.Errorf("readers: %d; reads that keep the checks waiting must add readers, up to 8", rep.Readers)
+	}
+	t.Logf("%d readers", rep.Readers)
+}

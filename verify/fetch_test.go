@@ -1,6 +1,10 @@
 package verify
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 // TestSlicePool_Reuse: the slices of a walk's batches are reused rather than made afresh (each
 // fresh one costs page faults), the best fitting first, and the free list stays bounded.
@@ -51,5 +55,54 @@ func TestSlicePool_Largest(t *testing.T) {
 		if got := p.largest(); cap(got) != want || len(got) != 0 {
 			t.Errorf("largest() = len %d cap %d, want an empty slice of cap %d", len(got), cap(got), want)
 		}
+	}
+}
+
+// TestReadAhead_Readers: the read-ahead starts with one reader, starts one more for each time a
+// worker had to wait, never more than maxReaders, hands on every batch, and closes its output
+// once its input is closed.
+func TestReadAhead_Readers(t *testing.T) {
+	out := make(chan *batchJob)
+	ra := startReadAhead(context.Background(), nil, &slicePool[byte]{}, out)
+	send := func(n int) {
+		for range n {
+			j := &batchJob{keys: &batchKeys{}} // nothing to read: fetchBatch only marks it read
+			ra.in <- j
+			if got := <-out; got != j || !got.fetched {
+				t.Fatalf("handed on %p (read %v), want %p read", got, got.fetched, j)
+			}
+		}
+	}
+	waitReaders := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for ra.readers() != want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := ra.readers(); got != want {
+			t.Fatalf("readers: %d, want %d", got, want)
+		}
+	}
+	send(5)
+	if got := ra.readers(); got != 1 {
+		t.Fatalf("readers with no worker waiting: %d, want 1", got)
+	}
+	ra.starved()
+	ra.starved()
+	waitReaders(3)
+	send(5)
+	for range 3 * maxReaders {
+		ra.starved()
+	}
+	waitReaders(maxReaders)
+	send(20)
+	ra.close()
+	select {
+	case _, ok := <-out:
+		if ok {
+			t.Fatal("a batch came out that was never sent")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("output not closed after the input was")
 	}
 }

@@ -75,6 +75,9 @@ type Report struct {
 	Unsealed int64  `json:"unsealed,omitempty"`
 	// Streams is how many COPY streams read the database (see Verifier.DBStreams).
 	Streams int `json:"db_streams,omitempty"`
+	// Readers is how many goroutines read a remote archive ahead of the checks: one, and more
+	// when the checks had to wait for reads (up to 8).
+	Readers int `json:"archive_readers,omitempty"`
 
 	// Batches, Files, Digests and Bytes count what was read of the archive (archive).
 	Batches int64 `json:"batches,omitempty"`

@@ -61,7 +61,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&f.alertTimeout, "alert-timeout", 10*time.Second, "timeout of each webhook attempt")
 	fs.IntVar(&f.alertRetries, "alert-retries", 3, "webhook retries after a failed attempt (backoff 1s, 2s, 4s, ...)")
 	fs.BoolVar(&f.noRecord, "no-record", false, "do not record the run as a VERIFY audit event (e.g. on a read-only standby)")
-	fs.IntVar(&f.workers, "workers", 0, "goroutines checking the archive or hashing database rows (0: one per CPU; an archive in S3 also has 4 readers fetching ahead)")
+	fs.IntVar(&f.workers, "workers", 0, "goroutines checking the archive or hashing database rows (0: one per CPU; an archive in S3 also has 1 to 8 readers fetching ahead, as many as keep them busy)")
 	fs.IntVar(&f.dbStreams, "db-streams", verify.DefaultDBStreams, "connections reading audit.events at once, in one snapshot")
 	pos, err := parse(fs, args)
 	if err != nil {
