@@ -18,19 +18,24 @@ type object struct {
 }
 
 // fetchBatch reads j's digests and data files, in the order runBatch checks them, the data files
-// into buffers from bufs (runBatch gives them back). It stops at the first error other than a
+// into buffers from bufs (runBatch gives them back). The digests are read while the data files
+// are: from S3 each read is a round trip. Each kind stops at its first error other than a
 // missing object: the batch cannot be verified, and runBatch reports it.
 func fetchBatch(ctx context.Context, sink archive.Sink, j *batchJob, bufs *slicePool[byte]) {
 	j.fetched = true
 	b := j.keys
-	j.digestObjs = make([]object, 0, len(b.digests))
-	for _, ref := range b.digests {
-		data, err := sink.Get(ctx, ref.key)
-		j.digestObjs = append(j.digestObjs, object{data, err})
-		if err != nil && !errors.Is(err, archive.ErrNotFound) {
-			return
+	var digests sync.WaitGroup
+	digests.Go(func() {
+		j.digestObjs = make([]object, 0, len(b.digests))
+		for _, ref := range b.digests {
+			data, err := sink.Get(ctx, ref.key)
+			j.digestObjs = append(j.digestObjs, object{data, err})
+			if err != nil && !errors.Is(err, archive.ErrNotFound) {
+				return
+			}
 		}
-	}
+	})
+	defer digests.Wait()
 	j.fileObjs = make([]object, 0, len(b.data))
 	for _, key := range b.data {
 		buf := bufs.largest()
