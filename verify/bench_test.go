@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/internal/testdb"
+	"github.com/pgtrail/pgtrail/testcontainers"
 	"github.com/pgtrail/pgtrail/verify"
 	"github.com/pgtrail/pgtrail/verify/verifytest"
 )
@@ -89,32 +90,12 @@ func BenchmarkVerifyDB(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.Release()
-	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(benchEntries, benchEntrySize)); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.events"); err != nil {
-		b.Fatal(err)
-	}
+	loadBenchDB(b, conn.Conn())
 	binaryCopy := verify.CopyQuery(1)
 	textCopy := strings.TrimSuffix(binaryCopy, " (FORMAT binary)")
 	copyTime := func(sql string) time.Duration {
 		start := time.Now()
 		if _, err := conn.Conn().PgConn().CopyTo(ctx, io.Discard, sql); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start)
-	}
-	// freshCopy is binary COPY on a new connection (its setup not timed), as make bench reads:
-	// a new backend faults in each shared-buffer page it touches, which verify db's own
-	// connections pay too.
-	freshCopy := func() time.Duration {
-		c, err := pgx.Connect(ctx, db.Config().ConnConfig.ConnString())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close(ctx)
-		start := time.Now()
-		if _, err := c.PgConn().CopyTo(ctx, io.Discard, binaryCopy); err != nil {
 			b.Fatal(err)
 		}
 		return time.Since(start)
@@ -129,7 +110,7 @@ func BenchmarkVerifyDB(b *testing.B) {
 		}
 		binTime += copyTime(binaryCopy)
 		textTime += copyTime(textCopy)
-		freshTime += freshCopy()
+		freshTime += newConnCopy(b, db.Config().ConnConfig.ConnString())
 	}
 	rate := func(d time.Duration) float64 { return float64(b.N*benchEntries) / d.Seconds() }
 	b.ReportMetric(rate(verifyTime), "entries/s")
@@ -138,4 +119,67 @@ func BenchmarkVerifyDB(b *testing.B) {
 	b.ReportMetric(rate(verifyTime)/rate(binTime), "ratio-binary")
 	b.ReportMetric(rate(verifyTime)/rate(textTime), "ratio-text")
 	b.ReportMetric(rate(verifyTime)/rate(freshTime), "ratio-binary-new-conn")
+}
+
+// BenchmarkVerifyDBTLS is BenchmarkVerifyDB over TLS (sslmode=require, as managed servers make
+// clients connect), on a cluster of its own: verify db against binary COPY on a new TLS
+// connection, in the same run.
+func BenchmarkVerifyDBTLS(b *testing.B) {
+	ctx := context.Background()
+	c := testcontainers.StartPostgres(b, nil)
+	c.EnableTLS(b)
+	url := strings.Replace(c.URL("postgres"), "sslmode=disable", "sslmode=require", 1)
+	db := testdb.Migrated(b, url)
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ssl bool
+	if err := conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+		b.Fatalf("connection not over TLS (ssl %v, %v)", ssl, err)
+	}
+	loadBenchDB(b, conn.Conn())
+	conn.Release()
+	var verifyTime, copyTime time.Duration
+	for b.Loop() {
+		start := time.Now()
+		rep, err := (&verify.Verifier{Workers: benchWorkers}).DB(ctx, db)
+		verifyTime += time.Since(start)
+		if err != nil || !rep.Intact() || rep.Entries != benchEntries {
+			b.Fatalf("verify: %v %+v", err, rep)
+		}
+		copyTime += newConnCopy(b, url)
+	}
+	rate := func(d time.Duration) float64 { return float64(b.N*benchEntries) / d.Seconds() }
+	b.ReportMetric(rate(verifyTime), "entries/s")
+	b.ReportMetric(rate(copyTime), "copy-binary-entries/s")
+	b.ReportMetric(rate(verifyTime)/rate(copyTime), "ratio-binary-new-conn")
+}
+
+// loadBenchDB loads the benchmarks' trail through conn.
+func loadBenchDB(b *testing.B, conn *pgx.Conn) {
+	ctx := context.Background()
+	if err := verifytest.LoadDB(ctx, conn, verifytest.Events(benchEntries, benchEntrySize)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.events"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// newConnCopy times binary COPY of the trail on a new connection to url (its setup not timed),
+// as make bench reads: a new backend faults in each shared-buffer page it touches, which verify
+// db's own connections pay too.
+func newConnCopy(b *testing.B, url string) time.Duration {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(ctx)
+	start := time.Now()
+	if _, err := c.PgConn().CopyTo(ctx, io.Discard, verify.CopyQuery(1)); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }

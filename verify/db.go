@@ -1,12 +1,10 @@
 package verify
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math"
 	"regexp"
 	"sync"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail"
@@ -286,49 +283,6 @@ func openStreams(ctx context.Context, tx pgx.Tx, n int, owned, long bool) ([]dbS
 }
 
 var snapshotID = regexp.MustCompile(`^[0-9A-F]+(-[0-9A-F]+)+$`)
-
-// Pacing. The verifier drains a socket faster than PostgreSQL fills it, so a plain reader wakes up
-// for every 8 KiB the server sends (its send buffer's size) and reads it in a few small read
-// calls: on a 2-core machine those wake-ups cost the client about 1 µs of CPU per row, and each
-// one can preempt the backend that sent the data. While a COPY streams, a pacer lets data pile up
-// in the kernel's socket buffer (which grows to megabytes) after a short read, and a large
-// buffer takes it in one call: one wake-up per ~100 KiB.
-const (
-	paceReadBuffer = 256 << 10
-	paceShortRead  = 64 << 10
-	paceWait       = time.Millisecond
-)
-
-// pacer sits between pgconn's buffered frontend and its network reader. All its fields belong
-// to the goroutine using the connection (pgconn reads on the caller's goroutine).
-type pacer struct {
-	r io.Reader
-	// copying: a COPY's rows are streaming (set by the copyReader); outside COPY every read is a
-	// round trip, and waiting would only add latency.
-	copying bool
-	short   bool                // the last read returned less than paceShortRead
-	wait    func(time.Duration) // time.Sleep; a test's counter
-}
-
-func (p *pacer) Read(b []byte) (int, error) {
-	if p.copying && p.short {
-		p.wait(paceWait)
-	}
-	n, err := p.r.Read(b)
-	p.short = n < paceShortRead
-	return n, err
-}
-
-// pacedConfig returns a copy of cfg whose connection reads through a pacer, and that pacer.
-func pacedConfig(cfg *pgx.ConnConfig) (*pgx.ConnConfig, *pacer) {
-	cfg = cfg.Copy()
-	p := &pacer{wait: time.Sleep}
-	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		p.r = r
-		return pgproto3.NewFrontend(bufio.NewReaderSize(p, paceReadBuffer), w)
-	}
-	return cfg, p
-}
 
 // pipelineDB streams audit.events from seq from on (up to rep.HeadSeq and beyond) through the
 // hashers and calls fn with the entries of each batch, in chain order, from the

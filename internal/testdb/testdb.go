@@ -19,6 +19,13 @@ import (
 func New(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	url := testcontainers.Postgres(t)
+	return Migrated(t, url), url
+}
+
+// Migrated migrates the database at url up to the audit schema and returns a superuser pool on
+// it: for a database of a dedicated cluster (testcontainers.StartPostgres).
+func Migrated(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg, err := pgx.ParseConfig(url)
@@ -33,7 +40,7 @@ func New(t testing.TB) (*pgxpool.Pool, string) {
 		t.Fatalf("migrate up: %v", err)
 	}
 	m.Close()
-	return Pool(t, url), url
+	return Pool(t, url)
 }
 
 // Pool opens a pool on url, closed at cleanup.

@@ -1,0 +1,96 @@
+package verify
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Pacing. The verifier drains a socket faster than PostgreSQL fills it, so a plain reader wakes up
+// for every 8 KiB the server sends (its send buffer's size) and reads it in a few small read
+// calls: on a 2-core machine those wake-ups cost the client about 1 µs of CPU per row, and each
+// one can preempt the backend that sent the data. While a COPY streams, a pacer lets data pile up
+// in the kernel's socket buffer (which grows to megabytes) after a short read, and a large
+// buffer takes it in one call: one wake-up per ~100 KiB.
+//
+// The pacer reads the network connection itself, below TLS where the connection has it: a TLS
+// connection hands out one record (at most 16 KiB) per read, so every read above it is short,
+// and pacing there would wait 1 ms per 16 KiB.
+const (
+	paceReadBuffer = 256 << 10
+	paceShortRead  = 64 << 10
+	paceWait       = time.Millisecond
+)
+
+// pacer decides when a connection's reads wait. All its fields belong to the goroutine using the
+// connection (pgconn reads on the caller's goroutine).
+type pacer struct {
+	// copying: a COPY's rows are streaming (set by the copyReader); outside COPY every read is a
+	// round trip, and waiting would only add latency.
+	copying bool
+	short   bool                // the last read returned less than paceShortRead
+	wait    func(time.Duration) // time.Sleep; a test's counter
+}
+
+// read reads conn into b, after a wait if the last read was short mid-COPY.
+func (p *pacer) read(conn net.Conn, b []byte) (int, error) {
+	if p.copying && p.short {
+		p.wait(paceWait)
+	}
+	n, err := conn.Read(b)
+	p.short = n < paceShortRead
+	return n, err
+}
+
+// pacedConn is a network connection read through its pacer and a large buffer.
+type pacedConn struct {
+	net.Conn
+	pace *pacer
+	buf  []byte
+	r, w int   // buf[r:w] is read and not yet taken
+	err  error // the error of the read that filled buf, returned once buf is taken
+}
+
+func (c *pacedConn) Read(b []byte) (int, error) {
+	if c.r == c.w {
+		if c.err != nil {
+			err := c.err
+			c.err = nil
+			return 0, err
+		}
+		if len(b) >= len(c.buf) {
+			return c.pace.read(c.Conn, b)
+		}
+		c.r, c.w = 0, 0
+		n, err := c.pace.read(c.Conn, c.buf)
+		c.w, c.err = n, err
+		if n == 0 {
+			c.err = nil
+			return 0, err
+		}
+	}
+	n := copy(b, c.buf[c.r:c.w])
+	c.r += n
+	return n, nil
+}
+
+// pacedConfig returns a copy of cfg whose connections are read through a pacedConn, and their
+// pacer (one connection is made from the config: the pacer is its).
+func pacedConfig(cfg *pgx.ConnConfig) (*pgx.ConnConfig, *pacer) {
+	cfg = cfg.Copy()
+	p := &pacer{wait: time.Sleep}
+	dial := cfg.DialFunc
+	if dial == nil {
+		dial = (&net.Dialer{KeepAlive: 5 * time.Minute}).DialContext
+	}
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &pacedConn{Conn: conn, pace: p, buf: make([]byte, paceReadBuffer)}, nil
+	}
+	return cfg, p
+}
