@@ -10,6 +10,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgtrail/pgtrail"
 )
 
@@ -381,13 +383,13 @@ func decodeTextArray(p []byte, cols []string) ([]string, error) {
 
 // readCopy reads seq from to to (to < 0: to the end) on st into batches taken from free: send
 // is called for each full batch, from this goroutine.
-func readCopy(ctx context.Context, st dbStream, from, to int64, free <-chan *dbBatch, send func(*dbBatch) error) error {
-	r := &copyReader{ctx: ctx, free: free, send: send, pace: st.pace}
-	if st.pace != nil {
+func readCopy(ctx context.Context, conn *pgconn.PgConn, from, to int64, free <-chan *dbBatch, send func(*dbBatch) error) error {
+	r := &copyReader{ctx: ctx, free: free, send: send, pace: pacerOf(conn)}
+	if r.pace != nil {
 		// An error ends the COPY without a trailer: the next statement's reads are not paced.
-		defer func() { st.pace.copying = false }()
+		defer func() { r.pace.copying = false }()
 	}
-	if _, err := st.conn.CopyTo(ctx, r, copyRange(from, to)); err != nil {
+	if _, err := conn.CopyTo(ctx, r, copyRange(from, to)); err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			return cause
 		}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -239,47 +240,56 @@ func planChunks(from, head int64, n int) []*dbChunk {
 	return chunks
 }
 
-// dbStream is a connection that reads COPY, with its pacer when this package opened it.
+// dbStream is a connection that reads COPY; close ends what this package opened.
 type dbStream struct {
-	conn *pgconn.PgConn
-	pace *pacer
+	conn  *pgconn.PgConn
+	close func()
 }
 
-// openStreams returns the connections to read with. With tx this package's own and a trail of
-// at least a chunk, n new connections in tx's snapshot, built to read in large gulps (see pacer);
-// otherwise, or when no new connection can be made, tx's own connection alone.
-func openStreams(ctx context.Context, tx pgx.Tx, n int, owned, long bool) ([]dbStream, func()) {
-	own := []dbStream{{conn: tx.Conn().PgConn()}}
-	var opened []*pgx.Conn
-	closeAll := func() {
-		for _, c := range opened {
-			c.Close(context.WithoutCancel(ctx))
-		}
-	}
-	if !owned || !long {
-		return own, closeAll
+// startStreams sends the connections to read with on the channel it returns, and closes it once
+// all are sent. tx's own connection comes first, at once, so that reading starts while the
+// others connect. With tx this package's own and a trail of at least a chunk, up to n-1 new
+// connections in tx's snapshot follow, read through a pacer (PaceDial); stop tells that no
+// chunk is left for another. A connection that cannot be made or join the snapshot is left out:
+// the others read its share.
+func startStreams(ctx context.Context, tx pgx.Tx, n int, owned, long bool, stop func() bool) <-chan dbStream {
+	own := tx.Conn().PgConn()
+	streams := make(chan dbStream, max(n, 1))
+	if !owned || !long || n <= 1 {
+		streams <- dbStream{conn: own, close: func() {}}
+		close(streams)
+		return streams
 	}
 	var snapshot string
-	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil || !snapshotID.MatchString(snapshot) {
-		return own, closeAll
+	err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot)
+	streams <- dbStream{conn: own, close: func() {}}
+	if err != nil || !snapshotID.MatchString(snapshot) {
+		close(streams)
+		return streams
 	}
-	var streams []dbStream
-	for range max(n, 1) {
-		cfg, pace := pacedConfig(tx.Conn().Config())
-		c, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			break
+	cfg := tx.Conn().Config().Copy()
+	if pacerOf(own) == nil { // else cfg's dial paces already
+		cfg.DialFunc = PaceDial(cfg.DialFunc)
+	}
+	go func() {
+		defer close(streams)
+		for range n - 1 {
+			if stop() || ctx.Err() != nil {
+				return
+			}
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				return
+			}
+			closeConn := func() { c.Close(context.WithoutCancel(ctx)) }
+			if _, err := c.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
+				closeConn()
+				return
+			}
+			streams <- dbStream{conn: c.PgConn(), close: closeConn}
 		}
-		opened = append(opened, c)
-		if _, err := c.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
-			break
-		}
-		streams = append(streams, dbStream{conn: c.PgConn(), pace: pace})
-	}
-	if len(streams) == 0 {
-		return own, closeAll
-	}
-	return streams, closeAll
+	}()
+	return streams
 }
 
 var snapshotID = regexp.MustCompile(`^[0-9A-F]+(-[0-9A-F]+)+$`)
@@ -297,12 +307,22 @@ func (v *Verifier) pipelineDB(ctx context.Context, tx pgx.Tx, owned bool, rep *R
 	if chunks := (rep.HeadSeq - from + dbChunkRows) / dbChunkRows; chunks < int64(n) {
 		n = int(max(chunks, 1)) // a short trail needs no extra connection
 	}
-	streams, closeStreams := openStreams(ctx, tx, n, owned, rep.HeadSeq-from >= dbChunkRows)
-	defer closeStreams()
-	rep.Streams = len(streams)
-	chunks := planChunks(from, rep.HeadSeq, len(streams))
+	chunks := planChunks(from, rep.HeadSeq, n)
+	// Streams take the next chunk not taken: one that connects late reads less.
+	var taken atomic.Int64
+	take := func() int {
+		if i := taken.Add(1) - 1; i < int64(len(chunks)) {
+			return int(i)
+		}
+		return -1
+	}
+	// Connecting ends with the reading: a connection that is slow to come has no work left.
+	connCtx, stopConnecting := context.WithCancel(ctx)
+	defer stopConnecting()
+	streams := startStreams(connCtx, tx, n, owned, rep.HeadSeq-from >= dbChunkRows,
+		func() bool { return taken.Load() >= int64(len(chunks)) })
 	perStream := dbChunkRows/dbBatchRows + 2
-	work := make(chan *dbBatch, len(streams)*perStream)
+	work := make(chan *dbBatch, n*perStream) // room for every batch there can be
 
 	workers := v.workers(1)
 	var wg sync.WaitGroup
@@ -318,30 +338,35 @@ func (v *Verifier) pipelineDB(ctx context.Context, tx pgx.Tx, owned bool, rep *R
 		})
 	}
 	var readers sync.WaitGroup
-	readErrs := make([]error, len(streams))
-	for s, st := range streams {
-		pool := make(chan *dbBatch, perStream)
-		for range perStream {
-			pool <- newDBBatch(pool)
-		}
-		readers.Go(func() {
-			for i := s; i < len(chunks); i += len(streams) {
-				c := chunks[i]
-				if readErrs[s] == nil {
-					readErrs[s] = readCopy(ctx, st, c.from, c.to, pool, func(b *dbBatch) error {
-						work <- b // never blocks: work holds every batch there is
-						c.batches <- b
-						return nil
-					})
-					if readErrs[s] != nil {
-						cancel(readErrs[s])
-					}
-				}
-				close(c.batches)
-			}
-		})
-	}
+	readErrs := make([]error, n)
 	go func() {
+		got := 0
+		for st := range streams {
+			s := got
+			got++
+			rep.Streams = got
+			pool := make(chan *dbBatch, perStream)
+			for range perStream {
+				pool <- newDBBatch(pool)
+			}
+			readers.Go(func() {
+				defer st.close()
+				for i := take(); i >= 0; i = take() {
+					c := chunks[i]
+					if readErrs[s] == nil {
+						readErrs[s] = readCopy(ctx, st.conn, c.from, c.to, pool, func(b *dbBatch) error {
+							work <- b // never blocks: work holds every batch there is
+							c.batches <- b
+							return nil
+						})
+						if readErrs[s] != nil {
+							cancel(readErrs[s])
+						}
+					}
+					close(c.batches)
+				}
+			})
+		}
 		readers.Wait()
 		close(work)
 	}()
@@ -359,8 +384,8 @@ func (v *Verifier) pipelineDB(ctx context.Context, tx pgx.Tx, owned bool, rep *R
 			b.pool <- b
 		}
 	}
-	readers.Wait()
-	wg.Wait()
+	stopConnecting()
+	wg.Wait() // work is closed: every reader is done
 	if err != nil {
 		return err
 	}

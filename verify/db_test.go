@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail/internal/testdb"
@@ -322,18 +323,70 @@ func TestDB_TLS(t *testing.T) {
 	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := (&verify.Verifier{DBStreams: 3}).DB(ctx, db)
-	if err != nil || !rep.Intact() || rep.Entries != 20000 || rep.Streams != 3 {
-		t.Fatalf("intact trail over TLS: %v %+v", err, rep)
+	// The pacer must be found beneath TLS, or the streams would read unpaced.
+	cfg := db.Config().ConnConfig.Copy()
+	if verify.Paced(conn.Conn().PgConn()) {
+		t.Error("a connection not dialed with PaceDial reads through a pacer")
+	}
+	cfg.DialFunc = verify.PaceDial(cfg.DialFunc)
+	paced, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer paced.Close(ctx)
+	if !verify.Paced(paced.PgConn()) {
+		t.Error("a TLS connection dialed with PaceDial: its pacer is not found")
+	}
+	for _, q := range []verify.Querier{db, paced} {
+		rep, err := (&verify.Verifier{DBStreams: 3}).DB(ctx, q)
+		if err != nil || !rep.Intact() || rep.Entries != 20000 || rep.Streams != 3 {
+			t.Fatalf("intact trail over TLS (%T): %v %+v", q, err, rep)
+		}
 	}
 	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
 		DELETE FROM audit.events WHERE seq = 8193; UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 16500; COMMIT`)
-	rep, err = (&verify.Verifier{DBStreams: 3}).DB(ctx, db)
+	rep, err := (&verify.Verifier{DBStreams: 3}).DB(ctx, paced)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Problems) != 2 || rep.Problems[0].Seq != 8193 || rep.Problems[0].Kind != verify.Deleted ||
 		rep.Problems[1].Seq != 16500 || rep.Problems[1].Kind != verify.Modified || rep.Entries != 19999 {
 		t.Errorf("damaged trail over TLS: %+v", rep.Problems)
+	}
+}
+
+// TestDB_StreamsRefused: tried: verify db with 3 streams as a role limited to one connection, so
+// that the server refuses the extra streams. Must hold: the one connection reads every chunk,
+// and the report is what 3 streams would give (intact, then the damaged row named).
+func TestDB_StreamsRefused(t *testing.T) {
+	ctx := context.Background()
+	db, url := testdb.New(t)
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
+	role := "verifier_" + strings.TrimPrefix(db.Config().ConnConfig.Database, "t_")
+	testdb.Exec(t, db, fmt.Sprintf(`CREATE ROLE %q LOGIN CONNECTION LIMIT 1 IN ROLE pgtrail_auditor`, role))
+	t.Cleanup(func() { testdb.Exec(t, db, fmt.Sprintf(`DROP ROLE %q`, role)) })
+	one := testdb.Pool(t, strings.Replace(url, "postgres@", role+"@", 1))
+	for _, damaged := range []bool{false, true} {
+		if damaged {
+			testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
+				UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 16500; COMMIT`)
+		}
+		rep, err := (&verify.Verifier{DBStreams: 3}).DB(ctx, one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Streams != 1 || rep.Entries != 20000 {
+			t.Fatalf("%d streams, %d entries; want the one allowed connection to read all 20000", rep.Streams, rep.Entries)
+		}
+		if ok := rep.Intact() == !damaged && (!damaged || len(rep.Problems) == 1 && rep.Problems[0].Seq == 16500); !ok {
+			t.Errorf("damaged %v: intact %v, problems %+v", damaged, rep.Intact(), rep.Problems)
+		}
 	}
 }

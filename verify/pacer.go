@@ -2,10 +2,11 @@ package verify
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Pacing. The verifier drains a socket faster than PostgreSQL fills it, so a plain reader wakes up
@@ -76,21 +77,31 @@ func (c *pacedConn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// pacedConfig returns a copy of cfg whose connections are read through a pacedConn, and their
-// pacer (one connection is made from the config: the pacer is its).
-func pacedConfig(cfg *pgx.ConnConfig) (*pgx.ConnConfig, *pacer) {
-	cfg = cfg.Copy()
-	p := &pacer{wait: time.Sleep}
-	dial := cfg.DialFunc
+// PaceDial wraps dial (nil: a plain net.Dialer) so that each connection it makes reads its socket
+// through a 256 KiB buffer, and waits 1 ms after a short read while verify db reads COPY on it
+// (see above). Verify db dials its extra streams this way on its own; a connection passed to it
+// that was dialed this way is paced too. Outside COPY the connection reads as any other.
+func PaceDial(dial pgconn.DialFunc) pgconn.DialFunc {
 	if dial == nil {
 		dial = (&net.Dialer{KeepAlive: 5 * time.Minute}).DialContext
 	}
-	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return &pacedConn{Conn: conn, pace: p, buf: make([]byte, paceReadBuffer)}, nil
+		return &pacedConn{Conn: conn, pace: &pacer{wait: time.Sleep}, buf: make([]byte, paceReadBuffer)}, nil
 	}
-	return cfg, p
+}
+
+// pacerOf returns the pacer conn reads through (PaceDial), or nil.
+func pacerOf(conn *pgconn.PgConn) *pacer {
+	c := conn.Conn()
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if pc, ok := c.(*pacedConn); ok {
+		return pc.pace
+	}
+	return nil
 }

@@ -41,11 +41,15 @@ func (d *dbFlags) config(e *env) (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
-// connect opens one connection; failures are "could not run".
-func (d *dbFlags) connect(ctx context.Context, e *env) (*pgx.Conn, error) {
+// connect opens one connection, with its settings changed by each of with; failures are "could
+// not run".
+func (d *dbFlags) connect(ctx context.Context, e *env, with ...func(*pgx.ConnConfig)) (*pgx.Conn, error) {
 	cfg, err := d.config(e)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range with {
+		f(cfg)
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

@@ -132,7 +132,9 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 	var conn *pgx.Conn
 	if f.useDB {
 		var err error
-		if conn, err = f.db.connect(ctx, e); err != nil {
+		// Paced: verify db reads COPY on this connection too (verify.PaceDial).
+		paced := func(cfg *pgx.ConnConfig) { cfg.DialFunc = verify.PaceDial(cfg.DialFunc) }
+		if conn, err = f.db.connect(ctx, e, paced); err != nil {
 			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
