@@ -203,7 +203,8 @@ func (c *checker) finishHead(headSeq int64, headHash []byte) {
 
 // Parallel reading: the server formats rows (jsonb and inet as text) more slowly than the
 // verifier hashes them, so DB can read with several COPY streams at once, each on its own
-// connection in the same snapshot, taking chunks of seq in turn. Each stream has its own batches,
+// connection in the same snapshot, each taking the next chunk of seq no other has taken (a stream
+// that connects late, or reads slowly, reads less). Each stream has its own batches,
 // enough for one chunk: it reads its next chunk while the checks consume the earlier ones, and
 // memory stays bounded by streams × chunk. A second backend costs server CPU (on the 2-core
 // bench machine ≈ 0.7 µs per row more in all: each new backend faults in shared_buffers, and two
