@@ -265,3 +265,24 @@ func TestConfig_Validate(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkdown_Title: a run of some parts only says which in its title, so that its file is not
+// taken for a full run's.
+func TestMarkdown_Title(t *testing.T) {
+	cases := []struct {
+		label string
+		parts []string
+		want  string
+	}{
+		{"full", AllParts, "# pgtrail benchmark (full run)\n"},
+		{"full", nil, "# pgtrail benchmark (full run)\n"},
+		{"full", []string{PartStream, PartVerify}, "# pgtrail benchmark (full run, parts stream, verify only)\n"},
+		{"smoke", []string{PartWrite}, "# pgtrail benchmark (smoke run, parts write only)\n"},
+	}
+	for _, c := range cases {
+		md := Markdown(&Result{Label: c.label, Config: ConfigSummary{Parts: c.parts}})
+		if !strings.HasPrefix(md, c.want) {
+			t.Errorf("%s %v: title %q, want %q", c.label, c.parts, strings.SplitN(md, "\n", 2)[0], c.want)
+		}
+	}
+}

@@ -173,7 +173,11 @@ func shortPath(p string) string {
 func Markdown(r *Result) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("# pgtrail benchmark (%s run)\n\n", r.Label)
+	only := ""
+	if parts := r.Config.Parts; len(parts) > 0 && !slices.Equal(parts, AllParts) {
+		only = ", parts " + strings.Join(parts, ", ") + " only"
+	}
+	p("# pgtrail benchmark (%s run%s)\n\n", r.Label, only)
 	p("%s UTC, %s. ", r.Started.Format("2006-01-02 15:04"), r.Finished.Sub(r.Started).Round(1e9))
 	m := r.Machine
 	p("Machine: %s, %d cores, %s GiB RAM, Linux %s; %s; %s; commit %s. ", m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.PostgreSQL, m.Go, m.Commit)

@@ -34,6 +34,8 @@ type ConfigSummary struct {
 	LagRate     int     `json:"lag_rate"`
 	LagDuration float64 `json:"lag_duration_s"`
 	ChunkRows   int     `json:"chunk_rows"`
+	// Parts are the parts that ran (-parts); a run of some parts only says so in its title.
+	Parts []string `json:"parts,omitempty"`
 }
 
 // Run runs the configured parts on a throwaway cluster, writes the results under ResultsDir and
@@ -46,7 +48,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	log := cfg.logger()
 	res := &Result{Label: cfg.Label, Started: time.Now().UTC(), Config: ConfigSummary{
 		Clients: cfg.Clients, DurationS: cfg.Duration.Seconds(), Rounds: cfg.Rounds, WarmupS: cfg.Warmup.Seconds(), Accounts: cfg.Accounts,
-		Backlogs: cfg.Backlogs, LagRate: cfg.LagRate, LagDuration: cfg.LagDuration.Seconds(), ChunkRows: cfg.ChunkRows}}
+		Backlogs: cfg.Backlogs, LagRate: cfg.LagRate, LagDuration: cfg.LagDuration.Seconds(), ChunkRows: cfg.ChunkRows,
+		Parts: cfg.Parts}}
 
 	bin := cfg.Pgtrail
 	if bin == "" {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
 	"github.com/pgtrail/pgtrail/verify"
 	"github.com/pgtrail/pgtrail/verify/verifytest"
 )
@@ -126,17 +125,10 @@ func BenchmarkVerifyDB(b *testing.B) {
 // connection, in the same run.
 func BenchmarkVerifyDBTLS(b *testing.B) {
 	ctx := context.Background()
-	c := testcontainers.StartPostgres(b, nil)
-	c.EnableTLS(b)
-	url := strings.Replace(c.URL("postgres"), "sslmode=disable", "sslmode=require", 1)
-	db := testdb.Migrated(b, url)
+	db, url := testdb.NewTLS(b)
 	conn, err := db.Acquire(ctx)
 	if err != nil {
 		b.Fatal(err)
-	}
-	var ssl bool
-	if err := conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
-		b.Fatalf("connection not over TLS (ssl %v, %v)", ssl, err)
 	}
 	loadBenchDB(b, conn.Conn())
 	conn.Release()

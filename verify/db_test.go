@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
 	"github.com/pgtrail/pgtrail/verify"
 	"github.com/pgtrail/pgtrail/verify/verifytest"
 )
@@ -307,19 +306,12 @@ func TestDB_Streams(t *testing.T) {
 // the same reports as over plain TCP, intact and then with a deleted and a modified row.
 func TestDB_TLS(t *testing.T) {
 	ctx := context.Background()
-	c := testcontainers.StartPostgres(t, nil)
-	c.EnableTLS(t)
-	url := strings.Replace(c.URL("postgres"), "sslmode=disable", "sslmode=require", 1)
-	db := testdb.Migrated(t, url)
+	db, _ := testdb.NewTLS(t)
 	conn, err := db.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	var ssl bool
-	if err := conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
-		t.Fatalf("connection not over TLS (ssl %v, %v)", ssl, err)
-	}
 	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
 		t.Fatal(err)
 	}

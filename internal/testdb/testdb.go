@@ -4,6 +4,7 @@ package testdb
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +92,20 @@ func Seal(t testing.TB, db *pgxpool.Pool) int64 {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// NewTLS returns a superuser pool and URL (sslmode=require) for a database with the audit schema
+// on a cluster of its own that speaks TLS, and fails unless the pool's connections use it.
+func NewTLS(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	c := testcontainers.StartPostgres(t, nil)
+	c.EnableTLS(t)
+	url := strings.Replace(c.URL("postgres"), "sslmode=disable", "sslmode=require", 1)
+	db := Migrated(t, url)
+	var ssl bool
+	err := db.QueryRow(context.Background(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl)
+	if err != nil || !ssl {
+		t.Fatalf("connection not over TLS (ssl %v, %v)", ssl, err)
+	}
+	return db, url
 }
