@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/internal/testdb"
@@ -79,11 +80,14 @@ func BenchmarkChainSHA256(b *testing.B) {
 // same run, reads the same rows with COPY into io.Discard through pgconn (binary format, as
 // DB reads them, and text), and binary again on a new connection: verification is measured
 // against the bare cost of reading. Reported: entries/s of each and the ratio of verification
-// to each COPY. The first two COPYs reuse one connection whose backend has long mapped the
-// table's shared buffers; verify db, like any new client, opens its own.
+// to each COPY. All connections are dialed as the CLI dials (verify.PaceDial) and come from one
+// pool: the first two COPYs reuse a connection whose backend has long mapped the table's shared
+// buffers, and verify db reads on another of the pool's (a second stream, where the server is on
+// another machine, would open its own).
 func BenchmarkVerifyDB(b *testing.B) {
 	ctx := context.Background()
-	db, _ := testdb.New(b)
+	_, url := testdb.New(b)
+	db := pacedPool(b, url)
 	conn, err := db.Acquire(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -109,7 +113,7 @@ func BenchmarkVerifyDB(b *testing.B) {
 		}
 		binTime += copyTime(binaryCopy)
 		textTime += copyTime(textCopy)
-		freshTime += newConnCopy(b, db.Config().ConnConfig.ConnString())
+		freshTime += newConnCopy(b, db.Config().ConnConfig)
 	}
 	rate := func(d time.Duration) float64 { return float64(b.N*benchEntries) / d.Seconds() }
 	b.ReportMetric(rate(verifyTime), "entries/s")
@@ -125,7 +129,8 @@ func BenchmarkVerifyDB(b *testing.B) {
 // connection, in the same run.
 func BenchmarkVerifyDBTLS(b *testing.B) {
 	ctx := context.Background()
-	db, url := testdb.NewTLS(b)
+	_, url := testdb.NewTLS(b)
+	db := pacedPool(b, url)
 	conn, err := db.Acquire(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -140,7 +145,7 @@ func BenchmarkVerifyDBTLS(b *testing.B) {
 		if err != nil || !rep.Intact() || rep.Entries != benchEntries {
 			b.Fatalf("verify: %v %+v", err, rep)
 		}
-		copyTime += newConnCopy(b, url)
+		copyTime += newConnCopy(b, db.Config().ConnConfig)
 	}
 	rate := func(d time.Duration) float64 { return float64(b.N*benchEntries) / d.Seconds() }
 	b.ReportMetric(rate(verifyTime), "entries/s")
@@ -159,12 +164,12 @@ func loadBenchDB(b *testing.B, conn *pgx.Conn) {
 	}
 }
 
-// newConnCopy times binary COPY of the trail on a new connection to url (its setup not timed),
-// as make bench reads: a new backend faults in each shared-buffer page it touches, which verify
-// db's own connections pay too.
-func newConnCopy(b *testing.B, url string) time.Duration {
+// newConnCopy times binary COPY of the trail on a new connection made with cfg (its setup not
+// timed), as make bench reads: a new backend faults in each shared-buffer page it touches, which
+// verify db's own connections pay too.
+func newConnCopy(b *testing.B, cfg *pgx.ConnConfig) time.Duration {
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, url)
+	c, err := pgx.ConnectConfig(ctx, cfg.Copy())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -174,4 +179,21 @@ func newConnCopy(b *testing.B, url string) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Since(start)
+}
+
+// pacedPool opens a pool on url whose connections are dialed as the CLI dials its own
+// (verify.PaceDial), closed at cleanup. COPY into io.Discard on them reads through the same
+// 256 KiB buffer as verify db (the pacer waits only while verify db reads).
+func pacedPool(b *testing.B, url string) *pgxpool.Pool {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.ConnConfig.DialFunc = verify.PaceDial(cfg.ConnConfig.DialFunc)
+	db, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(db.Close)
+	return db
 }

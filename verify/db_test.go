@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -281,10 +282,14 @@ func TestDB_Streams(t *testing.T) {
 	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
 		t.Fatal(err)
 	}
-	for _, streams := range []int{1, 3} {
+	for _, streams := range []int{1, 3, 0} {
+		want := streams
+		if streams == 0 { // the default: the test server is on this machine
+			want = max(1, min(verify.DefaultDBStreams, runtime.GOMAXPROCS(0)/2))
+		}
 		rep, err := (&verify.Verifier{DBStreams: streams}).DB(ctx, db)
-		if err != nil || !rep.Intact() || rep.Entries != 20000 || rep.Checkpoint.Seq != 20000 || rep.Streams != streams {
-			t.Fatalf("%d streams: %v %+v", streams, err, rep)
+		if err != nil || !rep.Intact() || rep.Entries != 20000 || rep.Checkpoint.Seq != 20000 || rep.Streams != want {
+			t.Fatalf("%d streams (want %d): %v %+v", streams, want, err, rep)
 		}
 	}
 	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;

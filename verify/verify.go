@@ -154,7 +154,8 @@ type Verifier struct {
 	// the next batches meanwhile.
 	Workers int
 	// DBStreams is how many COPY streams (connections, sharing one snapshot) read the database
-	// at once; 0 means DefaultDBStreams. The server's formatting of rows is the bottleneck.
+	// at once; 0 means DefaultDBStreams, or one per two cores of this machine (at least one) when
+	// the server is on it too. The server's formatting of rows is the bottleneck.
 	DBStreams int
 
 	now func() time.Time // for tests
