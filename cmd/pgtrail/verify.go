@@ -62,7 +62,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.alertRetries, "alert-retries", 3, "webhook retries after a failed attempt (backoff 1s, 2s, 4s, ...)")
 	fs.BoolVar(&f.noRecord, "no-record", false, "do not record the run as a VERIFY audit event (e.g. on a read-only standby)")
 	fs.IntVar(&f.workers, "workers", 0, "goroutines checking the archive or hashing database rows (0: one per CPU; an archive in S3 also has 1 to 8 readers fetching ahead, as many as keep them busy)")
-	fs.IntVar(&f.dbStreams, "db-streams", 0, fmt.Sprintf("connections reading audit.events at once, in one snapshot (0: %d, or one per two CPUs when the server is on this machine)", verify.DefaultDBStreams))
+	fs.IntVar(&f.dbStreams, "db-streams", 0, fmt.Sprintf("connections reading audit.events at once, in one snapshot (default: %d; with the server on this machine, one per two CPUs, at least one)", verify.DefaultDBStreams))
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
