@@ -89,24 +89,16 @@ func (s *Sink) Put(ctx context.Context, key string, data []byte) error {
 
 // Get returns the content of key, or an error wrapping object.ErrNotFound.
 func (s *Sink) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := object.CheckKey(key); err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	data, err := os.ReadFile(s.path(key))
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return nil, fmt.Errorf("get %s: %w", key, object.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	return data, nil
+	return s.get(ctx, key, nil, false)
 }
 
 // GetBuffer is Get reading into buf's storage (see archive.BufferGetter).
 func (s *Sink) GetBuffer(ctx context.Context, key string, buf []byte) ([]byte, error) {
+	return s.get(ctx, key, buf, true)
+}
+
+// get reads key into buf's storage (see object.Buffer for reuse).
+func (s *Sink) get(ctx context.Context, key string, buf []byte, reuse bool) ([]byte, error) {
 	if err := object.CheckKey(key); err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
@@ -121,7 +113,7 @@ func (s *Sink) GetBuffer(ctx context.Context, key string, buf []byte) ([]byte, e
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	defer f.Close()
-	data, err := readAll(f, buf)
+	data, err := readAll(f, buf, reuse)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
@@ -130,12 +122,12 @@ func (s *Sink) GetBuffer(ctx context.Context, key string, buf []byte) ([]byte, e
 
 // readAll reads f to its end into buf[:0], sized from f's length (one more byte to see the end
 // without growing), like os.ReadFile but into the caller's storage.
-func readAll(f *os.File, buf []byte) ([]byte, error) {
+func readAll(f *os.File, buf []byte, reuse bool) ([]byte, error) {
 	size := 0
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() < math.MaxInt32 {
 		size = int(fi.Size())
 	}
-	buf = grow(buf, size+1)
+	buf = object.Buffer(buf, size+1, reuse)
 	for {
 		n, err := f.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -149,15 +141,6 @@ func readAll(f *os.File, buf []byte) ([]byte, error) {
 			buf = slices.Grow(buf, 4096) // the file grew since Stat
 		}
 	}
-}
-
-// grow returns buf emptied, with room for n bytes: when it has none, a new buffer with a quarter
-// to spare, so that a slightly larger object next time still fits.
-func grow(buf []byte, n int) []byte {
-	if cap(buf) >= n {
-		return buf[:0]
-	}
-	return make([]byte, 0, n+n/4)
 }
 
 // List returns the keys that start with prefix (a plain string prefix, as in S3), sorted.

@@ -190,44 +190,31 @@ func (s *Sink) Put(ctx context.Context, key string, data []byte) error {
 // Get returns the content of key, or an error wrapping object.ErrNotFound. The SDK checks the
 // stored checksum against the body it receives.
 func (s *Sink) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := object.CheckKey(key); err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
-		Bucket:       aws.String(s.bucket),
-		Key:          aws.String(s.ObjectKey(key)),
-		ChecksumMode: types.ChecksumModeEnabled,
-	})
-	if err != nil {
-		if isNotFound(err) {
-			return nil, fmt.Errorf("get %s: %w", key, object.ErrNotFound)
-		}
-		return nil, fmt.Errorf("get %s: %w", key, explain(err, s.bucket))
-	}
-	defer out.Body.Close()
-	// Sized from Content-Length: io.ReadAll would grow (and copy) its buffer a dozen times for an
-	// archive file of a few MiB.
-	buf := bytes.NewBuffer(make([]byte, 0, max(aws.ToInt64(out.ContentLength), 0)+bytes.MinRead))
-	if _, err := buf.ReadFrom(out.Body); err != nil {
-		return nil, fmt.Errorf("get %s: read body: %w", key, err)
-	}
-	return buf.Bytes(), nil
+	return s.get(ctx, key, nil, true)
 }
 
 // GetBuffer is Get reading into buf's storage, without the SDK's check of the stored checksum
 // (see archive.BufferGetter): that check is a second SHA-256 of every byte, and the caller
 // checks the content against a signed digest anyway.
 func (s *Sink) GetBuffer(ctx context.Context, key string, buf []byte) ([]byte, error) {
+	return s.get(ctx, key, buf, false)
+}
+
+// get reads key into buf's storage, checking the stored checksum when checked (Get); unchecked
+// reads (GetBuffer) are into buffers the caller reuses (see object.Buffer).
+func (s *Sink) get(ctx context.Context, key string, buf []byte, checked bool) ([]byte, error) {
 	if err := object.CheckKey(key); err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(s.bucket),
-		Key:    aws.String(s.ObjectKey(key)),
-	}, func(o *s3.Options) {
+	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.ObjectKey(key))}
+	var opts []func(*s3.Options)
+	if checked {
+		in.ChecksumMode = types.ChecksumModeEnabled
+	} else {
 		// The client's default (when supported) validates every response that has a checksum.
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-	})
+		opts = append(opts, func(o *s3.Options) { o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired })
+	}
+	out, err := s.client.GetObject(ctx, in, opts...)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, fmt.Errorf("get %s: %w", key, object.ErrNotFound)
@@ -235,13 +222,10 @@ func (s *Sink) GetBuffer(ctx context.Context, key string, buf []byte) ([]byte, e
 		return nil, fmt.Errorf("get %s: %w", key, explain(err, s.bucket))
 	}
 	defer out.Body.Close()
-	// Room for the length the server announces and bytes.Buffer's last read (which sees EOF),
-	// with a quarter to spare when buf is too small, so that the next object fits too.
+	// Sized from Content-Length (io.ReadAll would grow and copy its buffer a dozen times for an
+	// archive file of a few MiB), with room for bytes.Buffer's last read, which sees EOF.
 	n := int(min(max(aws.ToInt64(out.ContentLength), 0), 1<<30)) + bytes.MinRead
-	if cap(buf) < n {
-		buf = make([]byte, 0, n+n/4)
-	}
-	b := bytes.NewBuffer(buf[:0])
+	b := bytes.NewBuffer(object.Buffer(buf, n, !checked))
 	if _, err := b.ReadFrom(out.Body); err != nil {
 		return nil, fmt.Errorf("get %s: read body: %w", key, err)
 	}

@@ -52,3 +52,16 @@ func CheckKey(key string) error {
 	}
 	return nil
 }
+
+// Buffer returns buf emptied, with room for n bytes. When buf has none, the new buffer has a
+// quarter to spare if it is to be reused (GetBuffer), so that a slightly larger object next time
+// still fits, and exactly n if not (Get).
+func Buffer(buf []byte, n int, reuse bool) []byte {
+	switch {
+	case cap(buf) >= n:
+		return buf[:0]
+	case reuse:
+		return make([]byte, 0, n+n/4)
+	}
+	return make([]byte, 0, n)
+}

@@ -47,3 +47,33 @@ func TestErrNotFound(t *testing.T) {
 		t.Errorf("fs.ErrNotExist matches ErrNotFound: other not-exist errors must not pass for a missing object")
 	}
 }
+
+// TestBuffer: a buffer with room is reused, emptied; a new one has a quarter to spare only when
+// it is to be reused.
+func TestBuffer(t *testing.T) {
+	big := make([]byte, 5, 100)
+	cases := []struct {
+		name    string
+		buf     []byte
+		n       int
+		reuse   bool
+		wantCap int
+		same    bool
+	}{
+		{"Fits", big, 100, true, 100, true},
+		{"FitsNoReuse", big, 60, false, 100, true},
+		{"TooSmallReuse", big, 200, true, 250, false},
+		{"TooSmallOnce", big, 200, false, 200, false},
+		{"NoneReuse", nil, 40, true, 50, false},
+		{"NoneOnce", nil, 40, false, 40, false},
+	}
+	for _, c := range cases {
+		got := object.Buffer(c.buf, c.n, c.reuse)
+		if len(got) != 0 || cap(got) != c.wantCap {
+			t.Errorf("%s: len %d cap %d, want 0 and %d", c.name, len(got), cap(got), c.wantCap)
+		}
+		if same := c.buf != nil && &got[:1][0] == &c.buf[:1][0]; same != c.same {
+			t.Errorf("%s: reused buf %v, want %v", c.name, same, c.same)
+		}
+	}
+}
