@@ -283,15 +283,14 @@ type dbStream struct {
 func startStreams(ctx context.Context, tx pgx.Tx, n int, owned, long bool, stop func() bool) <-chan dbStream {
 	own := tx.Conn().PgConn()
 	streams := make(chan dbStream, max(n, 1))
+	// Sent first; read only once this returns, after the snapshot export below used own.
+	streams <- dbStream{conn: own, close: func() {}}
 	if !owned || !long || n <= 1 {
-		streams <- dbStream{conn: own, close: func() {}}
 		close(streams)
 		return streams
 	}
 	var snapshot string
-	err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot)
-	streams <- dbStream{conn: own, close: func() {}}
-	if err != nil || !snapshotID.MatchString(snapshot) {
+	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil || !snapshotID.MatchString(snapshot) {
 		close(streams)
 		return streams
 	}
