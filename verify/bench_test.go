@@ -88,12 +88,12 @@ func BenchmarkVerifyDB(b *testing.B) {
 	ctx := context.Background()
 	_, url := testdb.New(b)
 	db := pacedPool(b, url)
+	loadBenchDB(b, db)
 	conn, err := db.Acquire(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Release()
-	loadBenchDB(b, conn.Conn())
 	binaryCopy := verify.CopyQuery(1)
 	textCopy := strings.TrimSuffix(binaryCopy, " (FORMAT binary)")
 	copyTime := func(sql string) time.Duration {
@@ -105,12 +105,7 @@ func BenchmarkVerifyDB(b *testing.B) {
 	}
 	var verifyTime, binTime, textTime, freshTime time.Duration
 	for b.Loop() {
-		start := time.Now()
-		rep, err := (&verify.Verifier{Workers: benchWorkers}).DB(ctx, db)
-		verifyTime += time.Since(start)
-		if err != nil || !rep.Intact() || rep.Entries != benchEntries {
-			b.Fatalf("verify: %v %+v", err, rep)
-		}
+		verifyTime += timeVerifyDB(b, db)
 		binTime += copyTime(binaryCopy)
 		textTime += copyTime(textCopy)
 		freshTime += newConnCopy(b, db.Config().ConnConfig)
@@ -128,23 +123,12 @@ func BenchmarkVerifyDB(b *testing.B) {
 // clients connect), on a cluster of its own: verify db against binary COPY on a new TLS
 // connection, in the same run.
 func BenchmarkVerifyDBTLS(b *testing.B) {
-	ctx := context.Background()
 	_, url := testdb.NewTLS(b)
 	db := pacedPool(b, url)
-	conn, err := db.Acquire(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	loadBenchDB(b, conn.Conn())
-	conn.Release()
+	loadBenchDB(b, db)
 	var verifyTime, copyTime time.Duration
 	for b.Loop() {
-		start := time.Now()
-		rep, err := (&verify.Verifier{Workers: benchWorkers}).DB(ctx, db)
-		verifyTime += time.Since(start)
-		if err != nil || !rep.Intact() || rep.Entries != benchEntries {
-			b.Fatalf("verify: %v %+v", err, rep)
-		}
+		verifyTime += timeVerifyDB(b, db)
 		copyTime += newConnCopy(b, db.Config().ConnConfig)
 	}
 	rate := func(d time.Duration) float64 { return float64(b.N*benchEntries) / d.Seconds() }
@@ -153,15 +137,31 @@ func BenchmarkVerifyDBTLS(b *testing.B) {
 	b.ReportMetric(rate(verifyTime)/rate(copyTime), "ratio-binary-new-conn")
 }
 
-// loadBenchDB loads the benchmarks' trail through conn.
-func loadBenchDB(b *testing.B, conn *pgx.Conn) {
+// loadBenchDB loads the benchmarks' trail into db.
+func loadBenchDB(b *testing.B, db *pgxpool.Pool) {
 	ctx := context.Background()
-	if err := verifytest.LoadDB(ctx, conn, verifytest.Events(benchEntries, benchEntrySize)); err != nil {
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Release()
+	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(benchEntries, benchEntrySize)); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := conn.Exec(ctx, "VACUUM ANALYZE audit.events"); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// timeVerifyDB times one verify db of the benchmarks' trail in db, which must verify intact.
+func timeVerifyDB(b *testing.B, db *pgxpool.Pool) time.Duration {
+	start := time.Now()
+	rep, err := (&verify.Verifier{Workers: benchWorkers}).DB(context.Background(), db)
+	d := time.Since(start)
+	if err != nil || !rep.Intact() || rep.Entries != benchEntries {
+		b.Fatalf("verify: %v %+v", err, rep)
+	}
+	return d
 }
 
 // newConnCopy times binary COPY of the trail on a new connection made with cfg (its setup not

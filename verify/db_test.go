@@ -274,14 +274,7 @@ func TestCopyQuery_InetText(t *testing.T) {
 func TestDB_Streams(t *testing.T) {
 	ctx := context.Background()
 	db, _ := testdb.New(t)
-	conn, err := db.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
-		t.Fatal(err)
-	}
+	loadChunked(t, db)
 	for _, streams := range []int{1, 3, 0} {
 		want := streams
 		if streams == 0 { // the default: the test server is on this machine
@@ -292,17 +285,44 @@ func TestDB_Streams(t *testing.T) {
 			t.Fatalf("%d streams (want %d): %v %+v", streams, want, err, rep)
 		}
 	}
-	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
-		DELETE FROM audit.events WHERE seq = 8193; UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 16500; COMMIT`)
+	damageChunks(t, db)
 	for _, streams := range []int{1, 3} {
 		rep, err := (&verify.Verifier{DBStreams: streams}).DB(ctx, db)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rep.Problems) != 2 || rep.Problems[0].Seq != 8193 || rep.Problems[0].Kind != verify.Deleted ||
-			rep.Problems[1].Seq != 16500 || rep.Problems[1].Kind != verify.Modified || rep.Entries != 19999 {
-			t.Errorf("%d streams: %+v", streams, rep.Problems)
-		}
+		checkDamagedChunks(t, fmt.Sprintf("%d streams", streams), rep)
+	}
+}
+
+// loadChunked loads a trail of 20000 entries into db: more than two chunks of parallel reading.
+func loadChunked(t *testing.T, db *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageChunks deletes the first row of loadChunked's second chunk and modifies one inside its
+// third, as a superuser with the guard triggers off.
+func damageChunks(t *testing.T, db *pgxpool.Pool) {
+	t.Helper()
+	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
+		DELETE FROM audit.events WHERE seq = 8193; UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 16500; COMMIT`)
+}
+
+// checkDamagedChunks checks that rep names damageChunks' two changes, and only them.
+func checkDamagedChunks(t *testing.T, what string, rep *verify.Report) {
+	t.Helper()
+	if len(rep.Problems) != 2 || rep.Problems[0].Seq != 8193 || rep.Problems[0].Kind != verify.Deleted ||
+		rep.Problems[1].Seq != 16500 || rep.Problems[1].Kind != verify.Modified || rep.Entries != 19999 {
+		t.Errorf("%s: %+v", what, rep.Problems)
 	}
 }
 
@@ -312,17 +332,15 @@ func TestDB_Streams(t *testing.T) {
 func TestDB_TLS(t *testing.T) {
 	ctx := context.Background()
 	db, _ := testdb.NewTLS(t)
-	conn, err := db.Acquire(ctx)
+	loadChunked(t, db)
+	// The pacer must be found beneath TLS, or the streams would read unpaced.
+	cfg := db.Config().ConnConfig.Copy()
+	plain, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Release()
-	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
-		t.Fatal(err)
-	}
-	// The pacer must be found beneath TLS, or the streams would read unpaced.
-	cfg := db.Config().ConnConfig.Copy()
-	if verify.Paced(conn.Conn().PgConn()) {
+	defer plain.Close(ctx)
+	if verify.Paced(plain.PgConn()) {
 		t.Error("a connection not dialed with PaceDial reads through a pacer")
 	}
 	cfg.DialFunc = verify.PaceDial(cfg.DialFunc)
@@ -340,16 +358,12 @@ func TestDB_TLS(t *testing.T) {
 			t.Fatalf("intact trail over TLS (%T): %v %+v", q, err, rep)
 		}
 	}
-	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
-		DELETE FROM audit.events WHERE seq = 8193; UPDATE audit.events SET actor_id = 'mallory' WHERE seq = 16500; COMMIT`)
+	damageChunks(t, db)
 	rep, err := (&verify.Verifier{DBStreams: 3}).DB(ctx, paced)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Problems) != 2 || rep.Problems[0].Seq != 8193 || rep.Problems[0].Kind != verify.Deleted ||
-		rep.Problems[1].Seq != 16500 || rep.Problems[1].Kind != verify.Modified || rep.Entries != 19999 {
-		t.Errorf("damaged trail over TLS: %+v", rep.Problems)
-	}
+	checkDamagedChunks(t, "damaged trail over TLS", rep)
 }
 
 // TestDB_StreamsRefused: tried: verify db with 3 streams as a role limited to one connection, so
@@ -358,14 +372,7 @@ func TestDB_TLS(t *testing.T) {
 func TestDB_StreamsRefused(t *testing.T) {
 	ctx := context.Background()
 	db, url := testdb.New(t)
-	conn, err := db.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := verifytest.LoadDB(ctx, conn.Conn(), verifytest.Events(20000, 300)); err != nil {
-		t.Fatal(err)
-	}
-	conn.Release()
+	loadChunked(t, db)
 	role := "verifier_" + strings.TrimPrefix(db.Config().ConnConfig.Database, "t_")
 	testdb.Exec(t, db, fmt.Sprintf(`CREATE ROLE %q LOGIN CONNECTION LIMIT 1 IN ROLE pgtrail_auditor`, role))
 	t.Cleanup(func() { testdb.Exec(t, db, fmt.Sprintf(`DROP ROLE %q`, role)) })
