@@ -372,10 +372,7 @@ func (v *Verifier) pipelineDB(ctx context.Context, tx pgx.Tx, owned bool, rep *R
 			s := got
 			got++
 			rep.Streams = got
-			pool := make(chan *dbBatch, perStream)
-			for range perStream {
-				pool <- newDBBatch(pool)
-			}
+			pool := newBatchPool(perStream)
 			readers.Go(func() {
 				defer st.close()
 				for i := take(); i >= 0; i = take() {
