@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -283,6 +284,56 @@ func TestMarkdown_Title(t *testing.T) {
 		md := Markdown(&Result{Label: c.label, Config: ConfigSummary{Parts: c.parts}})
 		if !strings.HasPrefix(md, c.want) {
 			t.Errorf("%s %v: title %q, want %q", c.label, c.parts, strings.SplitN(md, "\n", 2)[0], c.want)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	cases := []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{0.5}, 0.5},
+		{[]float64{0.9, 0.3, 0.6}, 0.6},
+		{[]float64{0.4, 0.1, 0.8, 0.6}, 0.5},
+	}
+	for _, c := range cases {
+		in := slices.Clone(c.in)
+		if got := median(c.in); got != c.want || !slices.Equal(in, c.in) {
+			t.Errorf("median(%v) = %v (input now %v), want %v and the input unchanged", in, got, c.in, c.want)
+		}
+	}
+}
+
+// TestVerifyShares_SideBySide: the verify checks judge the shares (runVerify sets each to the
+// median of its side-by-side pairs) and show the pairs beside them, as the verification table does.
+func TestVerifyShares_SideBySide(t *testing.T) {
+	r := &Result{Verify: &VerifyResult{Runs: []*VerifyRun{
+		{What: VerifyRaw, Entries: 10, Seconds: 1, PerSec: 10},
+		{What: VerifyCopy, Entries: 10, Seconds: 1, PerSec: 10},
+		{What: VerifyDB, Entries: 10, Seconds: 1, PerSec: 10, ShareOfCopy: 0.98, Pairs: []float64{1.05, 0.98, 0.9}},
+		{What: VerifyArchive + " (file)", Entries: 10, Seconds: 1, PerSec: 6, Share: 0.55, Pairs: []float64{0.55, 0.6, 0.45}},
+	}}}
+	want := map[string]Check{
+		VerifyDB + " ≥ 100% of COPY of the same rows":  {Measured: "98% (median of 105% / 98% / 90%)", Met: "MISSED"},
+		VerifyArchive + " (file) ≥ 50% of raw SHA-256": {Measured: "55% (median of 55% / 60% / 45%)", Met: "met"},
+	}
+	for _, c := range Checks(r) {
+		if w, ok := want[c.Target]; ok {
+			if c.Met != w.Met || c.Measured != w.Measured {
+				t.Errorf("%s: %+v, want %+v", c.Target, c, w)
+			}
+			delete(want, c.Target)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("checks missing: %v", want)
+	}
+	md := Markdown(r)
+	for _, s := range []string{"side by side: 105% / 98% / 90%", "side by side: 55% / 60% / 45%", "3 pairs each"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q", s)
 		}
 	}
 }

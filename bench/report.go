@@ -113,7 +113,7 @@ func Checks(r *Result) []Check {
 			case run.ShareOfCopy == 0:
 				out = append(out, Check{name, "no measurement", "n/a"})
 			default:
-				out = append(out, Check{name, pct(run.ShareOfCopy), metIf(run.ShareOfCopy >= TargetVerifyDBCopy)})
+				out = append(out, Check{name, sharePairs(run.ShareOfCopy, run.Pairs), metIf(run.ShareOfCopy >= TargetVerifyDBCopy)})
 			}
 		}
 		for _, run := range v.Runs {
@@ -127,7 +127,7 @@ func Checks(r *Result) []Check {
 			case run.Share == 0:
 				out = append(out, Check{name, "no measurement", "n/a"})
 			default:
-				out = append(out, Check{name, pct(run.Share), metIf(run.Share >= TargetVerifyShare)})
+				out = append(out, Check{name, sharePairs(run.Share, run.Pairs), metIf(run.Share >= TargetVerifyShare)})
 			}
 		}
 	}
@@ -411,12 +411,13 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 	p("The whole trail of part 2 (mean canonical entry %s bytes). Seconds are the process's wall time, connection "+
 		"included; `pgtrail verify` uses every core (its default workers), the raw row one. The raw row chains "+
 		"SHA-256(h ‖ entry) over buffers of every entry's canonical size, in process, on one goroutine (best of "+
-		"three; the verify archive rows too): the least work any verifier must do, so an upper bound on a one-core "+
-		"verifier's speed. The COPY "+
-		"row reads the rows verify db reads, with its statement, in one stream into io.Discard (the faster of two "+
-		"runs, interleaved with verify db's two, which is also the faster: COPY, verify, verify, COPY; CPU is the "+
-		"harness's): database verification should be no slower. Each verify archive row counts the entries that run "+
-		"verified: the file archive holds fewer than the trail (its stream stops before the S3 lag run).\n\n", num(v.MeanEntrySize))
+		"three): the least work any verifier must do, so an upper bound on a one-core verifier's speed. The COPY "+
+		"row reads the rows verify db reads, with its statement, in one stream into io.Discard (CPU is the "+
+		"harness's): database verification should be no slower. Shares are measured side by side, %d pairs each: "+
+		"every verify archive run right after a raw chaining run, verify db and COPY in turns, each first in every "+
+		"other pair; a share is the median of its pairs' ratios (listed in the notes), and each row shows its "+
+		"fastest run. Each verify archive row counts the entries that run verified: the file archive holds fewer "+
+		"than the trail (its stream stops before the S3 lag run).\n\n", num(v.MeanEntrySize), verifyPairs)
 	p("| what | entries | seconds | entries/s | share of raw | peak RSS MiB | CPU s | notes |\n|---|---|---|---|---|---|---|---|\n")
 	for _, run := range v.Runs {
 		note := run.Unavailable
@@ -425,6 +426,9 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 		}
 		if run.ShareOfCopy > 0 {
 			note = strings.TrimPrefix(note+"; "+pct(run.ShareOfCopy)+" of COPY's entries/s", "; ")
+		}
+		if len(run.Pairs) > 0 {
+			note = strings.TrimPrefix(note+"; side by side: "+pcts(run.Pairs), "; ")
 		}
 		rss := mibOr(run.PeakRSS)
 		if run.What == VerifyRaw || run.What == VerifyCopy {
@@ -486,6 +490,23 @@ func num(f float64) string {
 }
 
 func pct(f float64) string { return strconv.FormatFloat(f*100, 'f', 0, 64) + "%" }
+
+// sharePairs shows a share and the side-by-side ratios it is the median of.
+func sharePairs(share float64, pairs []float64) string {
+	if len(pairs) < 2 {
+		return pct(share)
+	}
+	return fmt.Sprintf("%s (median of %s)", pct(share), pcts(pairs))
+}
+
+// pcts lists ratios as percentages: "51% / 55% / 58%".
+func pcts(fs []float64) string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = pct(f)
+	}
+	return strings.Join(s, " / ")
+}
 func ms(f float64) string  { return strconv.FormatFloat(f, 'f', 2, 64) }
 func ms3(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }
 func sec(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }
