@@ -307,13 +307,15 @@ func TestMedian(t *testing.T) {
 }
 
 // TestVerifyShares_SideBySide: the verify checks judge the shares (runVerify sets each to the
-// median of its side-by-side pairs) and show the pairs beside them, as the verification table does.
+// median of its side-by-side pairs) and show the pairs beside them, as the verification table
+// does, where an S3 row also shows its server's CPU.
 func TestVerifyShares_SideBySide(t *testing.T) {
 	r := &Result{Verify: &VerifyResult{Runs: []*VerifyRun{
 		{What: VerifyRaw, Entries: 10, Seconds: 1, PerSec: 10},
 		{What: VerifyCopy, Entries: 10, Seconds: 1, PerSec: 10},
 		{What: VerifyDB, Entries: 10, Seconds: 1, PerSec: 10, ShareOfCopy: 0.98, Pairs: []float64{1.05, 0.98, 0.9}},
 		{What: VerifyArchive + " (file)", Entries: 10, Seconds: 1, PerSec: 6, Share: 0.55, Pairs: []float64{0.55, 0.6, 0.45}},
+		{What: VerifyArchive + " (s3)", Entries: 10, Seconds: 1, PerSec: 4, Share: 0.4, ServerCPU: 0.25, Pairs: []float64{0.4, 0.38, 0.41}},
 	}}}
 	want := map[string]Check{
 		VerifyDB + " ≥ 100% of COPY of the same rows":  {Measured: "98% (median of 105% / 98% / 90%)", Met: "MISSED"},
@@ -331,7 +333,8 @@ func TestVerifyShares_SideBySide(t *testing.T) {
 		t.Errorf("checks missing: %v", want)
 	}
 	md := Markdown(r)
-	for _, s := range []string{"side by side: 105% / 98% / 90%", "side by side: 55% / 60% / 45%", "3 pairs each"} {
+	for _, s := range []string{"side by side: 105% / 98% / 90%", "side by side: 55% / 60% / 45%", "3 pairs each",
+		"S3 server CPU 0.25 s; side by side: 40% / 38% / 41%"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q", s)
 		}

@@ -427,6 +427,9 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 		if run.ShareOfCopy > 0 {
 			note = strings.TrimPrefix(note+"; "+pct(run.ShareOfCopy)+" of COPY's entries/s", "; ")
 		}
+		if run.ServerCPU > 0 {
+			note = strings.TrimPrefix(note+"; S3 server CPU "+sec(run.ServerCPU)+" s", "; ")
+		}
 		if len(run.Pairs) > 0 {
 			note = strings.TrimPrefix(note+"; side by side: "+pcts(run.Pairs), "; ")
 		}

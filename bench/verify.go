@@ -31,6 +31,9 @@ type VerifyRun struct {
 	// ShareOfCopy is, for verify db, its entries/s over COPY's: the issue asks that database
 	// verification be not slower than reading the rows with COPY. The median of Pairs.
 	ShareOfCopy float64 `json:"share_of_copy,omitempty"`
+	// ServerCPU is the CPU time the co-located S3 server used during the run (verify archive from
+	// S3): it shares the client's cores.
+	ServerCPU float64 `json:"server_cpu_seconds,omitempty"`
 	// Pairs are the side-by-side ratios the share is the median of: each run's entries/s over
 	// that of the run beside it (verify archive: a raw chaining run just before; verify db: a
 	// COPY just before or after).
@@ -168,7 +171,10 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 		for range verifyPairs {
 			rawWall, _ := rawChain(sizes)
 			try := &VerifyRun{What: run.What, Entries: entries}
-			if err := s.verifyArchive(ctx, tg, try); err != nil {
+			serverCPU := s.serverCPU(tg)
+			err := s.verifyArchive(ctx, tg, try)
+			try.ServerCPU = serverCPU().Seconds()
+			if err != nil {
 				if ctx.Err() != nil {
 					return res, ctx.Err()
 				}
@@ -207,6 +213,31 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 		res.Notes = append(res.Notes, fmt.Sprintf("CPU per entry (%d cores): %s", runtime.NumCPU(), strings.Join(cpu, "; ")))
 	}
 	return res, nil
+}
+
+// serverCPU starts counting the CPU time of tg's server, where the harness runs it (the S3
+// server), and returns the function that reads the count: 0 for a directory or an unreadable
+// server process.
+func (s *streamBench) serverCPU(tg *target) func() time.Duration {
+	pid := 0
+	if tg.name == "s3" && s.s3 != nil {
+		pid = s.s3.PID()
+	}
+	none := func() time.Duration { return 0 }
+	if pid == 0 {
+		return none
+	}
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return none
+	}
+	return func() time.Duration {
+		cpu1, err := procCPU(pid)
+		if err != nil {
+			return 0
+		}
+		return cpu1 - cpu0
+	}
 }
 
 // entrySizes returns the length of every entry's canonical encoding, in chain order.

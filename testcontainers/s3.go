@@ -238,6 +238,17 @@ func (s *S3Server) startLocked(ctx context.Context) error {
 	return nil
 }
 
+// PID is the server process's id, or 0 while it is stopped: benchmarks read its CPU time, which
+// a co-located server takes from the cores its clients run on.
+func (s *S3Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.exited() {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 func (s *S3Server) stopLocked() error {
 	if s.proc == nil {
 		return nil

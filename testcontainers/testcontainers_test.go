@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,7 +210,13 @@ func TestS3Server_StopStart(t *testing.T) {
 	}
 
 	srv := S3(t)
+	if pid := srv.PID(); pid <= 0 || syscall.Kill(pid, 0) != nil {
+		t.Errorf("PID of the running server = %d, not a live process", pid)
+	}
 	srv.Stop(t)
+	if pid := srv.PID(); pid != 0 {
+		t.Errorf("PID of the stopped server = %d, want 0", pid)
+	}
 	_, err := client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &bucket, Key: aws.String("k")}, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
 	if err == nil {
 		t.Fatal("request to a stopped server succeeded")
