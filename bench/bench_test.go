@@ -315,7 +315,7 @@ func TestVerifyShares_SideBySide(t *testing.T) {
 		{What: VerifyCopy, Entries: 10, Seconds: 1, PerSec: 10},
 		{What: VerifyDB, Entries: 10, Seconds: 1, PerSec: 10, ShareOfCopy: 0.98, Pairs: []float64{1.05, 0.98, 0.9}},
 		{What: VerifyArchive + " (file)", Entries: 10, Seconds: 1, PerSec: 6, Share: 0.55, Pairs: []float64{0.55, 0.6, 0.45}},
-		{What: VerifyArchive + " (s3)", Entries: 10, Seconds: 1, PerSec: 4, Share: 0.4, ServerCPU: 0.25, Pairs: []float64{0.4, 0.38, 0.41}},
+		{What: VerifyArchive + " (s3)", Entries: 10, Seconds: 1, PerSec: 4, Share: 0.4, Process: 1.3, ServerCPU: 0.25, Pairs: []float64{0.4, 0.38, 0.41}},
 	}}}
 	want := map[string]Check{
 		VerifyDB + " ≥ 100% of COPY of the same rows":  {Measured: "98% (median of 105% / 98% / 90%)", Met: "MISSED"},
@@ -334,9 +334,39 @@ func TestVerifyShares_SideBySide(t *testing.T) {
 	}
 	md := Markdown(r)
 	for _, s := range []string{"side by side: 105% / 98% / 90%", "side by side: 55% / 60% / 45%", "3 pairs each",
-		"S3 server CPU 0.25 s; side by side: 40% / 38% / 41%"} {
+		"command 1.30 s; S3 server CPU 0.25 s; side by side: 40% / 38% / 41%"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q", s)
+		}
+	}
+}
+
+// TestVerifyRun_SetFromReport: a verify row is timed from its report's started_at to finished_at,
+// the command's wall time kept beside it; a report without the times falls back to the wall time,
+// and a damaged trail is an error.
+func TestVerifyRun_SetFromReport(t *testing.T) {
+	pr := procResult{Wall: 1500 * time.Millisecond, CPU: 2 * time.Second, PeakRSS: 1 << 20}
+	cases := []struct {
+		name          string
+		out           string
+		seconds, proc float64
+		wantErr       bool
+	}{
+		{"timed", `{"entries":1000,"intact":true,"started_at":"2026-12-06T10:00:00Z","finished_at":"2026-12-06T10:00:01.25Z"}`, 1.25, 1.5, false},
+		{"no times", `{"entries":1000,"intact":true}`, 1.5, 0, false},
+		{"damaged", `{"entries":1000,"intact":false}`, 0, 0, true},
+	}
+	for _, c := range cases {
+		var r VerifyRun
+		err := r.setFromReport(pr, "db", "progress\n"+c.out+"\n")
+		if (err != nil) != c.wantErr {
+			t.Fatalf("%s: err %v, want error %v", c.name, err, c.wantErr)
+		}
+		if c.wantErr {
+			continue
+		}
+		if r.Seconds != c.seconds || r.Process != c.proc || r.Entries != 1000 || r.PerSec != 1000/c.seconds || r.CPU != 2 {
+			t.Errorf("%s: %+v, want seconds %v, command %v", c.name, r, c.seconds, c.proc)
 		}
 	}
 }

@@ -408,8 +408,10 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	v := r.Verify
 	p("## 3. Verification\n\n")
-	p("The whole trail of part 2 (mean canonical entry %s bytes). Seconds are the process's wall time, connection "+
-		"included; `pgtrail verify` uses every core (its default workers), the raw row one. The raw row chains "+
+	p("The whole trail of part 2 (mean canonical entry %s bytes). A verify row's seconds run from its report's "+
+		"started_at to finished_at, as the raw and COPY rows time only their work; the command's wall time, with its "+
+		"start, its connection and the audit event it records, is in the notes. `pgtrail verify` uses every core "+
+		"(its default workers), the raw row one. The raw row chains "+
 		"SHA-256(h ‖ entry) over buffers of every entry's canonical size, in process, on one goroutine (best of "+
 		"three): the least work any verifier must do, so an upper bound on a one-core verifier's speed. The COPY "+
 		"row reads the rows verify db reads, with its statement, in one stream into io.Discard (CPU is the "+
@@ -426,6 +428,9 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 		}
 		if run.ShareOfCopy > 0 {
 			note = strings.TrimPrefix(note+"; "+pct(run.ShareOfCopy)+" of COPY's entries/s", "; ")
+		}
+		if run.Process > 0 {
+			note = strings.TrimPrefix(note+"; command "+sec(run.Process)+" s", "; ")
 		}
 		if run.ServerCPU > 0 {
 			note = strings.TrimPrefix(note+"; S3 server CPU "+sec(run.ServerCPU)+" s", "; ")
