@@ -422,22 +422,19 @@ func verifyMarkdown(b *strings.Builder, r *Result) {
 		"than the trail (its stream stops before the S3 lag run).\n\n", num(v.MeanEntrySize), verifyPairs)
 	p("| what | entries | seconds | entries/s | share of raw | peak RSS MiB | CPU s | notes |\n|---|---|---|---|---|---|---|---|\n")
 	for _, run := range v.Runs {
-		note := run.Unavailable
-		if run.Error != "" {
-			note = "error: " + run.Error
+		var notes []string
+		add := func(ok bool, note string) {
+			if ok {
+				notes = append(notes, note)
+			}
 		}
-		if run.ShareOfCopy > 0 {
-			note = strings.TrimPrefix(note+"; "+pct(run.ShareOfCopy)+" of COPY's entries/s", "; ")
-		}
-		if run.Process > 0 {
-			note = strings.TrimPrefix(note+"; command "+sec(run.Process)+" s", "; ")
-		}
-		if run.ServerCPU > 0 {
-			note = strings.TrimPrefix(note+"; S3 server CPU "+sec(run.ServerCPU)+" s", "; ")
-		}
-		if len(run.Pairs) > 0 {
-			note = strings.TrimPrefix(note+"; side by side: "+pcts(run.Pairs), "; ")
-		}
+		add(run.Error == "" && run.Unavailable != "", run.Unavailable)
+		add(run.Error != "", "error: "+run.Error)
+		add(run.ShareOfCopy > 0, pct(run.ShareOfCopy)+" of COPY's entries/s")
+		add(run.Process > 0, "command "+sec(run.Process)+" s")
+		add(run.ServerCPU > 0, "S3 server CPU "+sec(run.ServerCPU)+" s")
+		add(len(run.Pairs) > 0, "side by side: "+pcts(run.Pairs))
+		note := strings.Join(notes, "; ")
 		rss := mibOr(run.PeakRSS)
 		if run.What == VerifyRaw || run.What == VerifyCopy {
 			rss = "–"
@@ -515,6 +512,7 @@ func pcts(fs []float64) string {
 	}
 	return strings.Join(s, " / ")
 }
+
 func ms(f float64) string  { return strconv.FormatFloat(f, 'f', 2, 64) }
 func ms3(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }
 func sec(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }

@@ -138,12 +138,11 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 			return nil
 		}
 		if vdb.PerSec == 0 || run.Seconds < vdb.Seconds {
-			pairs := vdb.Pairs
 			*vdb = run
-			vdb.Pairs = pairs
 		}
 		return &run
 	}
+	var pairs []float64
 	for i := range verifyPairs {
 		var c, v *VerifyRun
 		if i%2 == 0 {
@@ -155,10 +154,10 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 			return res, ctx.Err()
 		}
 		if c != nil && v != nil && c.PerSec > 0 {
-			vdb.Pairs = append(vdb.Pairs, v.PerSec/c.PerSec)
+			pairs = append(pairs, v.PerSec/c.PerSec)
 		}
 	}
-	vdb.ShareOfCopy = median(vdb.Pairs)
+	vdb.Pairs, vdb.ShareOfCopy = pairs, median(pairs)
 
 	available, why := s.archiveVerifyAvailable(ctx)
 	for _, tg := range s.live {
@@ -171,6 +170,7 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 		// Each run follows a raw chaining run, side by side: the row shows the fastest run (as
 		// the raw row its fastest), and its share of raw is the median of the pairs' ratios.
 		log.Info("verify archive", "sink", tg.name, "pairs", verifyPairs)
+		var pairs []float64
 		for range verifyPairs {
 			rawWall, _ := rawChain(sizes)
 			try := &VerifyRun{What: run.What, Entries: entries}
@@ -189,15 +189,13 @@ func runVerify(ctx context.Context, cfg *Config, s *streamBench, entries int64) 
 				break
 			}
 			if rawWall > 0 && try.PerSec > 0 {
-				run.Pairs = append(run.Pairs, try.PerSec/(float64(len(sizes))/rawWall.Seconds()))
+				pairs = append(pairs, try.PerSec/(float64(len(sizes))/rawWall.Seconds()))
 			}
 			if run.Seconds == 0 || try.Seconds < run.Seconds {
-				pairs := run.Pairs
 				*run = *try
-				run.Pairs = pairs
 			}
 		}
-		run.Share = median(run.Pairs)
+		run.Pairs, run.Share = pairs, median(pairs)
 	}
 	if !available {
 		res.Notes = append(res.Notes, "pgtrail verify archive: "+why)
