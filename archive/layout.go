@@ -1,6 +1,8 @@
 package archive
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"strconv"
@@ -31,14 +33,22 @@ const (
 	TenantEmpty = "_empty" // tenant_id = ''
 )
 
+// maxTenantPartition bounds a tenant=<t> value: a key component (and a file name in a file://
+// archive, at most 255 bytes) must stay short whatever tenant_id a writer sets, or a batch could
+// never be written and the trail would stop.
+const maxTenantPartition = 128
+
 // TenantPartition returns the tenant=<t> value of a tenant_id: TenantNone for NULL, TenantEmpty
-// for ”, else the text with every byte outside [A-Za-z0-9._-], and a leading '_', written as %XX.
+// for ”, else the text with every byte outside [A-Za-z0-9._-], and a leading '_', written as %XX;
+// when that is longer than 128 bytes, "_h" and the first 32 hex digits of the tenant_id's SHA-256.
 func TenantPartition(tenant *string) string {
 	switch {
 	case tenant == nil:
 		return TenantNone
 	case *tenant == "":
 		return TenantEmpty
+	case len(*tenant) > maxTenantPartition:
+		return hashedTenant(*tenant)
 	}
 	var b strings.Builder
 	for i := 0; i < len(*tenant); i++ {
@@ -50,7 +60,17 @@ func TenantPartition(tenant *string) string {
 		}
 		fmt.Fprintf(&b, "%%%02X", c)
 	}
+	if b.Len() > maxTenantPartition {
+		return hashedTenant(*tenant)
+	}
 	return b.String()
+}
+
+// hashedTenant is the partition of a tenant_id too long to spell out. It starts with '_', which
+// an escaped tenant_id never does.
+func hashedTenant(tenant string) string {
+	sum := sha256.Sum256([]byte(tenant))
+	return "_h" + hex.EncodeToString(sum[:16])
 }
 
 // DataKey returns the key of the data file holding the events of tenant on day (UTC) of the batch

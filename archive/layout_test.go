@@ -1,6 +1,9 @@
 package archive_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +28,11 @@ func TestTenantPartition(t *testing.T) {
 		{"Percent", ptr("100%"), "100%25"},
 		{"Unicode", ptr("zoë"), "zo%C3%AB"},
 		{"Control", ptr("a\x00\n"), "a%00%0A"},
+		// Any role sets pgtrail.tenant_id: a long one must not make keys too long to write.
+		{"Longest", ptr(strings.Repeat("t", 128)), strings.Repeat("t", 128)},
+		{"TooLong", ptr(strings.Repeat("t", 129)), "_h" + sha256Prefix(strings.Repeat("t", 129))},
+		{"TooLongEscaped", ptr(strings.Repeat("/", 43)), "_h" + sha256Prefix(strings.Repeat("/", 43))},
+		{"Megabyte", ptr(strings.Repeat("x", 1<<20)), "_h" + sha256Prefix(strings.Repeat("x", 1<<20))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,4 +100,9 @@ func TestParseKeys_Invalid(t *testing.T) {
 			t.Errorf("ParseDigestKey(%q) ok, want rejected", k)
 		}
 	}
+}
+
+func sha256Prefix(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
 }

@@ -491,3 +491,50 @@ func TestStream_ReceivesWhileUploading(t *testing.T) {
 	}
 	sameEvents(t, archivetest.Events(t, sink.Sink), dbEvents(t, f.db))
 }
+
+// TestStream_PoisonValues: any role sets a 1 MB actor id, tenant id and request id, and logs an
+// event with 1 MB arguments, while the stream runs into each sink. What must survive: those
+// entries and every one after them, in the database and the archive, field for field (a tenant
+// id becomes part of each data file's key: a long one must not make the key unwritable).
+func TestStream_PoisonValues(t *testing.T) {
+	sinks := []struct {
+		name string
+		sink func(t *testing.T) archive.Sink
+	}{
+		{"File", fileSink},
+		{"S3", func(t *testing.T) archive.Sink { return s3Sink(t, testcontainers.S3(t)) }},
+	}
+	big := `(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 32768) i)` // 1 MiB
+	for _, s := range sinks {
+		t.Run(s.name, func(t *testing.T) {
+			f := setup(t, s.sink(t))
+			f.start(t, f.config(t))
+			write(t, f.db, 0, 5, 1)
+			testdb.Exec(t, f.db, `BEGIN;
+				SELECT set_config('pgtrail.actor_id', `+big+`, true), set_config('pgtrail.tenant_id', `+big+`, true),
+				       set_config('pgtrail.request_id', `+big+`, true);
+				INSERT INTO accounts VALUES (100, 'poison', 1);
+				SELECT audit.log_event('VIEW_PII', `+big+`, `+big+`);
+				COMMIT`)
+			write(t, f.db, 5, 10, 2)
+			waitArchived(t, f, 60*time.Second)
+			if err := f.wait(t); err != nil {
+				t.Fatalf("Run after cancel: %v", err)
+			}
+			got, want := archivetest.Events(t, f.sink), dbEvents(t, f.db)
+			sameEvents(t, got, want)
+			var poisoned, after int
+			for _, e := range want {
+				if len(e.ActorID) == 1<<20 && e.TenantID != nil && len(*e.TenantID) == 1<<20 {
+					poisoned++
+				}
+				if e.ResourceID != nil && *e.ResourceID == "9" {
+					after++
+				}
+			}
+			if poisoned != 2 || after != 2 {
+				t.Errorf("entries with the full 1 MiB values: %d (want 2); entries of the last write after them: %d (want 2)", poisoned, after)
+			}
+		})
+	}
+}

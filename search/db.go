@@ -66,10 +66,11 @@ const columns = `seq, event_id::text, occurred_at, txid::text, action_type, reso
 
 // Query returns the SQL and arguments that select f's events from rel, in result order, at most
 // limit rows (0: all). Values are parameters; the text is made only of fixed fragments. Each
-// filter is a plain comparison on an indexed column, so that the indexes on (actor_id,
-// occurred_at), (resource_type, resource_id, occurred_at), (action_type, occurred_at) and
-// (tenant_id, occurred_at) serve it, through the masked view as well (its comparisons are
-// leakproof, so they reach the table under security_barrier).
+// filter is a comparison the indexes serve: (md5(actor_id), occurred_at), (md5(resource_type),
+// md5(resource_id), occurred_at), (action_type, occurred_at) and (md5(tenant_id), occurred_at).
+// The free-text columns are indexed by md5 so that no value a writer chooses is too long for an
+// index entry; the value itself is compared too. It works through the masked view as well: md5
+// and the comparisons are leakproof, so they reach the table under security_barrier.
 func Query(f *Filter, rel Relation, limit int) (string, []any) {
 	var b strings.Builder
 	b.WriteString("SELECT ")
@@ -88,13 +89,13 @@ func Query(f *Filter, rel Relation, limit int) (string, []any) {
 		return "$" + strconv.Itoa(len(args))
 	}
 	if f.Actor != "" {
-		conds = append(conds, "actor_id = "+arg(f.Actor))
+		conds = append(conds, hashed("actor_id", arg(f.Actor)))
 	}
 	if f.ResourceType != "" {
-		conds = append(conds, "resource_type = "+arg(f.ResourceType))
+		conds = append(conds, hashed("resource_type", arg(f.ResourceType)))
 	}
 	if f.ResourceID != nil {
-		conds = append(conds, "resource_id = "+arg(*f.ResourceID))
+		conds = append(conds, hashed("resource_id", arg(*f.ResourceID)))
 	}
 	switch len(f.Actions) {
 	case 0:
@@ -108,9 +109,9 @@ func Query(f *Filter, rel Relation, limit int) (string, []any) {
 	}
 	if f.Tenant != nil {
 		if *f.Tenant == NoTenant {
-			conds = append(conds, "tenant_id IS NULL")
+			conds = append(conds, "md5(tenant_id) IS NULL AND tenant_id IS NULL")
 		} else {
-			conds = append(conds, "tenant_id = "+arg(*f.Tenant))
+			conds = append(conds, hashed("tenant_id", arg(*f.Tenant)))
 		}
 	}
 	if !f.Since.IsZero() {
@@ -132,6 +133,12 @@ func Query(f *Filter, rel Relation, limit int) (string, []any) {
 		b.WriteString("\n LIMIT " + arg(limit))
 	}
 	return b.String(), args
+}
+
+// hashed compares an md5-indexed column with a parameter: the index finds md5(column), the
+// value itself settles it (md5 collisions).
+func hashed(column, param string) string {
+	return "md5(" + column + ") = md5(" + param + ") AND " + column + " = " + param
 }
 
 // EachDB calls fn for every event of the database that f selects, in result order, up to

@@ -317,13 +317,20 @@ func TestInvestigationsMigration_DownUp(t *testing.T) {
 		t.Fatalf("refused down removed the masked view (%v)", err)
 	}
 
-	down, err := readMigration("000003_investigations.down.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := readMigration("000003_investigations.up.sql")
-	if err != nil {
-		t.Fatal(err)
+	// The later migrations go down first and come up again after it, as `migrate to 2` and
+	// `migrate up` would run them.
+	later := []string{"000005_sealer_role", "000004_capture_cost"}
+	var downs, ups []string
+	for _, name := range append(later, "000003_investigations") {
+		down, err := readMigration(name + ".down.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		up, err := readMigration(name + ".up.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		downs, ups = append(downs, down), append([]string{up}, ups...)
 	}
 	conn, err := f.db.Acquire(ctx)
 	if err != nil {
@@ -331,8 +338,10 @@ func TestInvestigationsMigration_DownUp(t *testing.T) {
 	}
 	defer conn.Release()
 	testdb.Exec(t, conn, `SET pgtrail.force_destroy_audit_data = on`)
-	if _, err := conn.Exec(ctx, down); err != nil {
-		t.Fatalf("down with force: %v", err)
+	for _, down := range downs {
+		if _, err := conn.Exec(ctx, down); err != nil {
+			t.Fatalf("down with force: %v", err)
+		}
 	}
 	reader, _ := f.connect(t, f.reader)
 	if _, err := dump(t, reader, `SELECT * FROM audit.events`); err != nil {
@@ -342,8 +351,10 @@ func TestInvestigationsMigration_DownUp(t *testing.T) {
 	if err := f.db.QueryRow(ctx, `SELECT count(*) FROM audit.pending`).Scan(&pending); err != nil || pending != 0 {
 		t.Errorf("down recorded %d DDL events (%v), want none: it is the migration's own change", pending, err)
 	}
-	if _, err := conn.Exec(ctx, up); err != nil {
-		t.Fatalf("up again: %v", err)
+	for _, up := range ups {
+		if _, err := conn.Exec(ctx, up); err != nil {
+			t.Fatalf("up again: %v", err)
+		}
 	}
 	if _, err := dump(t, reader, `SELECT * FROM audit.events`); err == nil {
 		t.Error("after up, reader reads audit.events again")

@@ -1,0 +1,182 @@
+package sql_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtrail/pgtrail/internal/testdb"
+	"github.com/pgtrail/pgtrail/verify"
+)
+
+// TestHostile_OwnerMember tries, as a login role that is a member of pgtrail_owner, every way
+// found on schema version 4 to silence or forge the trail. Each must be refused; what must
+// survive: the trail as it was, capture of the next change, and a chain that verifies.
+func TestHostile_OwnerMember(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `CREATE TABLE accounts (id int PRIMARY KEY, balance int); SELECT audit.enable('accounts');
+		INSERT INTO accounts VALUES (1, 10)`)
+	testdb.Seal(t, db)
+	testdb.Exec(t, db, `CREATE ROLE owner_mallory LOGIN IN ROLE pgtrail_owner`)
+	var before int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM audit.events`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+
+	// Each runs in its own transaction as owner_mallory acting as pgtrail_owner.
+	attacks := []struct{ name, sql string }{
+		// The setting the guards trusted: any session can set it to its own xid.
+		{"ForgedSealingSettingInsert", `SELECT set_config('pgtrail.sealing', pg_current_xact_id()::text, true);
+			INSERT INTO audit.events SELECT seq + 1000, gen_random_uuid(), occurred_at - interval '1 year', txid, action_type,
+			  resource_type, resource_id, outcome, 'someone-else', actor_ip, actor_ip_raw, actor_user_agent, request_id,
+			  tenant_id, db_user, application_name, client_addr, changed_columns, before_state, after_state, details,
+			  prev_hash, entry_hash FROM audit.events LIMIT 1`},
+		{"ForgedSealingSettingRewritePending", `SELECT set_config('pgtrail.sealing', pg_current_xact_id()::text, true);
+			UPDATE audit.pending SET actor_id = 'someone-else'`},
+		{"ForgedSealingSettingHead", `SELECT set_config('pgtrail.sealing', pg_current_xact_id()::text, true);
+			UPDATE audit.chain_head SET seq = seq`},
+		{"InsertPending", `INSERT INTO audit.pending (action_type, resource_type, outcome, occurred_at) VALUES ('UPDATE', 'public.accounts', 'SUCCESS', now() - interval '1 year')`},
+		// Rules and triggers on the trail were not recorded, and the DDL trigger's own function
+		// could be replaced.
+		{"RuleOnPending", `CREATE RULE r AS ON INSERT TO audit.pending DO INSTEAD NOTHING`},
+		{"RuleOnConfig", `CREATE RULE r AS ON INSERT TO audit.pii_columns DO INSTEAD NOTHING`},
+		{"TriggerOnPending", `CREATE TRIGGER t BEFORE INSERT ON audit.pending FOR EACH ROW EXECUTE FUNCTION audit.refuse_change()`},
+		{"TriggerOnConfig", `CREATE TRIGGER t BEFORE INSERT ON audit.tenant_readers FOR EACH ROW EXECUTE FUNCTION audit.refuse_change()`},
+		{"PolicyOnEvents", `CREATE POLICY p ON audit.events FOR SELECT TO PUBLIC USING (true)`},
+		{"ReplaceDDLTrigger", `CREATE OR REPLACE FUNCTION audit.capture_ddl() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END'`},
+		{"ReplaceRecordDDL", `CREATE OR REPLACE FUNCTION audit.record_ddl(boolean) RETURNS void LANGUAGE sql AS 'SELECT'`},
+		{"ReplaceCapture", `CREATE OR REPLACE FUNCTION audit.capture() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'`},
+		{"ReplaceGuard", `CREATE OR REPLACE FUNCTION audit.refuse_unless_sealing() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'`},
+		// Stopping the trail: the sealer's rights, the schema's name, the guards.
+		{"RenameSchema", `ALTER SCHEMA audit RENAME TO elsewhere`},
+		{"DisableGuard", `ALTER TABLE audit.pending DISABLE TRIGGER guard`},
+		{"DisableConfigLog", `ALTER TABLE audit.pii_columns DISABLE TRIGGER log_change`},
+		{"DropConfigLog", `DROP TRIGGER log_change ON audit.pii_columns`},
+		{"RecordDDLDirectly", `SELECT audit.record_ddl(true)`},
+	}
+	// Revoking the sealer's rights is not refused (PostgreSQL warns that nothing was revoked: only
+	// the owner's grants can be); that sealing still works below shows it had no effect.
+	testdb.Exec(t, connectAs(t, url, "owner_mallory"), `SET ROLE pgtrail_owner; REVOKE INSERT ON audit.events FROM pgtrail_sealer; REVOKE ALL ON SCHEMA audit FROM pgtrail_sealer`)
+	conn := connectAs(t, url, "owner_mallory")
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			_, err := conn.Exec(ctx, "BEGIN; SET LOCAL ROLE pgtrail_owner; "+a.sql+"; COMMIT")
+			conn.Exec(ctx, "ROLLBACK")
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) {
+				t.Fatalf("%s: err = %v, want a refusal", a.sql, err)
+			}
+			refused := pgErr.Code == "42501" || pgErr.Code == "42P01" && strings.Contains(pgErr.Message, "audit") ||
+				strings.Contains(pgErr.Message, "refused") || strings.Contains(pgErr.Message, "must be owner") ||
+				strings.Contains(pgErr.Message, "event trigger")
+			if !refused {
+				t.Errorf("%s: err = %v, want a refusal", a.sql, err)
+			}
+		})
+	}
+
+	// The owner's own work still works, and is recorded.
+	if _, err := conn.Exec(ctx, `SET ROLE pgtrail_owner; SELECT audit.set_pii_columns('accounts', '{balance}'); SELECT audit.create_partitions(4); RESET ROLE`); err != nil {
+		t.Fatalf("owner member configuring: %v", err)
+	}
+	testdb.Exec(t, db, `UPDATE accounts SET balance = 11 WHERE id = 1`)
+	testdb.Seal(t, db)
+	got := readEvents(t, db, "seq > $1", before)
+	var config, update bool
+	for _, e := range got {
+		config = config || e.Action == "AUDIT_CONFIG"
+		update = update || e.Action == "UPDATE" && e.ResourceType == "public.accounts"
+		if e.ActorID == "someone-else" {
+			t.Errorf("a forged entry reached the trail: %+v", e)
+		}
+	}
+	if !config || !update {
+		t.Errorf("after the attacks: AUDIT_CONFIG recorded %v, next UPDATE captured %v; entries %+v", config, update, got)
+	}
+	rep, err := verify.DB(ctx, db)
+	if err != nil || !rep.Intact() {
+		t.Errorf("verify db after the attacks: %+v, %v", rep, err)
+	}
+}
+
+// TestHostile_ReplicationRole: a superuser with session_replication_role = replica (what made
+// triggers skip capture on version 4) changes and truncates audited rows, and changes the schema
+// of an audited table. What must survive: every change and the DDL in the trail.
+func TestHostile_ReplicationRole(t *testing.T) {
+	db, _ := testdb.New(t)
+	testdb.Exec(t, db, `CREATE TABLE accounts (id int PRIMARY KEY, balance int); SELECT audit.enable('accounts');
+		INSERT INTO accounts VALUES (1, 10)`)
+	testdb.Seal(t, db)
+	var before int64
+	if err := db.QueryRow(context.Background(), `SELECT max(seq) FROM audit.events`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	testdb.Exec(t, conn, `SET session_replication_role = replica;
+		UPDATE accounts SET balance = 1000000 WHERE id = 1;
+		INSERT INTO accounts VALUES (2, 5);
+		ALTER TABLE accounts ADD COLUMN note text;
+		TRUNCATE accounts;
+		RESET session_replication_role`)
+	testdb.Seal(t, db)
+	var got []string
+	for _, e := range readEvents(t, db, "seq > $1", before) {
+		if e.ResourceType == "public.accounts" || e.Action == "DDL" && str(e.ResourceID) == "public.accounts" {
+			got = append(got, e.Action)
+		}
+	}
+	want := "UPDATE,CREATE,DDL,TRUNCATE"
+	if strings.Join(got, ",") != want {
+		t.Errorf("entries for accounts = %v, want %s", got, want)
+	}
+}
+
+// TestHostile_PoisonValues: any role writes context values and log_event arguments far longer
+// than an index entry can hold (1 MB). What must survive: those entries, with their full values,
+// and every entry after them, sealed and verified.
+func TestHostile_PoisonValues(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `CREATE TABLE accounts (id text PRIMARY KEY, balance int); SELECT audit.enable('accounts');
+		CREATE ROLE poison_app LOGIN; GRANT ALL ON accounts TO poison_app`)
+	app := connectAs(t, url, "poison_app")
+	big := `(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 32768) i)` // 1 MiB, incompressible enough
+	steps := []string{
+		`SELECT set_config('pgtrail.actor_id', ` + big + `, false)`,
+		`INSERT INTO accounts VALUES ('a', 1)`,
+		`RESET pgtrail.actor_id`,
+		`SELECT set_config('pgtrail.tenant_id', ` + big + `, false), set_config('pgtrail.request_id', ` + big + `, false)`,
+		`INSERT INTO accounts VALUES ('b', 1)`,
+		`RESET pgtrail.tenant_id; RESET pgtrail.request_id`,
+		// A key as long as the table's own index allows (its entry holds a third of a page).
+		`INSERT INTO accounts VALUES ((SELECT string_agg(md5(i::text), '') FROM generate_series(1, 84) i), 1)`,
+		`SELECT audit.log_event('VIEW_PII', ` + big + `, ` + big + `)`,
+		`INSERT INTO accounts VALUES ('after', 1)`,
+	}
+	for _, s := range steps {
+		if _, err := app.Exec(ctx, s); err != nil {
+			t.Fatalf("as app: %s: %v", s[:min(len(s), 60)], err)
+		}
+	}
+	testdb.Seal(t, db)
+	var n, longest int
+	var after bool
+	err := db.QueryRow(ctx, `SELECT count(*), max(greatest(length(actor_id), length(tenant_id), length(request_id), length(resource_id), length(resource_type))),
+	                                bool_or(resource_id = 'after')
+	                           FROM audit.events WHERE resource_type = 'public.accounts' OR action_type = 'VIEW_PII'`).Scan(&n, &longest, &after)
+	if err != nil || n != 5 || longest != 1<<20 || !after {
+		t.Errorf("sealed %d entries (want 5), longest value %d (want %d), the entry after them sealed %v (%v)", n, longest, 1<<20, after, err)
+	}
+	rep, err := verify.DB(ctx, db)
+	if err != nil || !rep.Intact() {
+		t.Errorf("verify db: %+v, %v", rep, err)
+	}
+}
