@@ -27,6 +27,17 @@ type receiver struct {
 	txEvents []pgtrail.Event
 	txBytes  int
 
+	// WAL capture: tables in mode 'wal' by relation id, the open transaction's changes to them
+	// and its latest context message, and committed transactions not chained yet. While any
+	// wait, nothing at or after the first of them is acknowledged.
+	walTables map[uint32]*walTable
+	txXID     uint32
+	txCommit  time.Time
+	txContext *sessionContext
+	txChanges []change
+	unsealed  []walTx
+	unsealedN int
+
 	batch        []pgtrail.Event
 	batchBytes   int
 	batchStart   time.Time   // arrival of the batch's first event
@@ -144,7 +155,7 @@ func (r *receiver) stopOr(ctx context.Context, err error) error {
 // deadline is when the loop must wake up even without a message.
 func (r *receiver) deadline() time.Time {
 	d := r.nextState
-	if len(r.batch) > 0 && r.inflight == nil {
+	if r.pending() && r.inflight == nil {
 		d = earliest(d, r.batchStart.Add(r.cfg.BatchAge))
 	}
 	if r.cfg.HeartbeatInterval > 0 {
@@ -176,13 +187,13 @@ func earliest(a, b time.Time) time.Time {
 func (r *receiver) tick(ctx context.Context) (done bool, err error) {
 	now := time.Now()
 	// While a batch is uploading, an aged batch keeps growing until the upload is through.
-	if len(r.batch) > 0 && now.Sub(r.batchStart) >= r.cfg.BatchAge && r.mayFlush() && r.inflight == nil {
+	if r.pending() && now.Sub(r.batchStart) >= r.cfg.BatchAge && r.mayFlush() && r.inflight == nil {
 		if err := r.flush(ctx); err != nil {
 			return false, err
 		}
 	}
 	r.updateLag(now)
-	if r.cfg.ExitWhenCaughtUp && !r.inTx && len(r.batch) == 0 && r.inflight == nil && r.received >= r.target {
+	if r.cfg.ExitWhenCaughtUp && !r.inTx && !r.pending() && r.inflight == nil && r.received >= r.target {
 		r.log.Info("caught up", "archived_through_seq", r.lastSeq, "lsn", r.acked)
 		return true, r.sendStatus(ctx, false)
 	}
@@ -259,7 +270,7 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 		r.received = max(r.received, pkm.ServerWALEnd)
 		// Nothing is pending: everything the server has sent is archived (or uploading) or was
 		// not ours.
-		if !r.inTx && len(r.batch) == 0 {
+		if !r.inTx && !r.pending() {
 			r.ackAfterUpload(pkm.ServerWALEnd)
 		}
 		if pkm.ReplyRequested {
@@ -290,9 +301,28 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 	switch msg := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		r.relations[msg.RelationID] = msg
+		delete(r.walTables, msg.RelationID)
+		if msg.Namespace != "audit" {
+			t, err := r.lookupTable(ctx, msg)
+			if err != nil {
+				return err
+			}
+			if t != nil {
+				r.walTables[msg.RelationID] = t
+			}
+		}
 	case *pglogrepl.BeginMessage:
 		r.inTx, r.txEvents, r.txBytes = true, r.txEvents[:0], 0
+		r.txXID, r.txCommit, r.txContext, r.txChanges = msg.Xid, msg.CommitTime, nil, nil
+	case *pglogrepl.LogicalDecodingMessage:
+		if msg.Transactional && msg.Prefix == contextPrefix {
+			r.txContext = decodeContext(msg.Content)
+		}
 	case *pglogrepl.InsertMessage:
+		if t := r.walTables[msg.RelationID]; t != nil {
+			r.txChanges = append(r.txChanges, change{table: t, action: "CREATE", new: tupleTexts(msg.Tuple, nil), ctx: r.txContext})
+			return nil
+		}
 		rel, ok := r.isEvents(msg.RelationID)
 		if !ok {
 			return nil
@@ -304,15 +334,37 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		r.txEvents = append(r.txEvents, e)
 		r.txBytes += size
 	case *pglogrepl.UpdateMessage:
+		if t := r.walTables[msg.RelationID]; t != nil {
+			old := tupleTexts(msg.OldTuple, nil)
+			c := change{table: t, action: "UPDATE", old: old, new: tupleTexts(msg.NewTuple, old), ctx: r.txContext}
+			if msg.OldTupleType != pglogrepl.UpdateMessageTupleTypeOld {
+				// Only the key, or nothing when the key did not change: the before image is
+				// what the new row says of the key.
+				c.oldKey = true
+				if c.old == nil {
+					c.old = keyOnly(t, c.new)
+				}
+			}
+			r.txChanges = append(r.txChanges, c)
+			return nil
+		}
 		if _, ok := r.isEvents(msg.RelationID); ok {
 			r.recordTampering(ctx, "UPDATE", tupleSeq(r.relations[msg.RelationID], msg.NewTuple))
 		}
 	case *pglogrepl.DeleteMessage:
+		if t := r.walTables[msg.RelationID]; t != nil {
+			r.txChanges = append(r.txChanges, change{table: t, action: "DELETE", old: tupleTexts(msg.OldTuple, nil),
+				oldKey: msg.OldTupleType != pglogrepl.DeleteMessageTupleTypeOld, ctx: r.txContext})
+			return nil
+		}
 		if _, ok := r.isEvents(msg.RelationID); ok {
 			r.recordTampering(ctx, "DELETE", tupleSeq(r.relations[msg.RelationID], msg.OldTuple))
 		}
 	case *pglogrepl.TruncateMessage:
 		for _, id := range msg.RelationIDs {
+			if t := r.walTables[id]; t != nil {
+				r.txChanges = append(r.txChanges, change{table: t, action: "TRUNCATE", ctx: r.txContext})
+			}
 			if _, ok := r.isEvents(id); ok {
 				r.recordTampering(ctx, "TRUNCATE", "")
 			}
@@ -354,40 +406,109 @@ func (r *receiver) ackAfterUpload(lsn pglogrepl.LSN) {
 	r.acked = max(r.acked, lsn)
 }
 
+// pending reports whether anything received waits for the archive: entries in the batch, or
+// changes in mode 'wal' not chained yet.
+func (r *receiver) pending() bool {
+	return len(r.batch) > 0 || len(r.unsealed) > 0
+}
+
 func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) error {
 	r.inTx = false
 	events := r.txEvents
-	r.log.Debug("commit", "events", len(events), "end_lsn", msg.TransactionEndLSN, "pending_seq", r.pendingSeq())
-	// Entries already archived come again after a reconnect or a backfill: skip them by seq.
-	for len(events) > 0 && events[0].Seq <= r.pendingSeq() {
-		events = events[1:]
+	r.log.Debug("commit", "events", len(events), "wal_changes", len(r.txChanges), "end_lsn", msg.TransactionEndLSN, "pending_seq", r.pendingSeq())
+	if len(r.txChanges) > 0 {
+		if !r.pending() {
+			r.batchStart = time.Now()
+		}
+		r.unsealed = append(r.unsealed, walTx{xid: r.txXID, commit: r.txCommit, end: msg.TransactionEndLSN, changes: r.txChanges})
+		r.unsealedN += len(r.txChanges)
+		r.batchCommits = append(r.batchCommits, msg.CommitTime)
+		r.txChanges = nil
+	}
+	if err := r.addEntries(ctx, events, r.txBytes); err != nil {
+		return err
 	}
 	if len(events) > 0 {
-		if next := r.pendingSeq() + 1; events[0].Seq > next {
-			// Entries missing from the stream (sealed before the slot existed): read them.
-			if err := chain.Read(ctx, r.pool, next, events[0].Seq-1, func(e *pgtrail.Event) error {
-				r.add(*e, 0)
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		for _, e := range events {
-			r.add(e, r.txBytes/len(r.txEvents))
-		}
 		r.batchCommits = append(r.batchCommits, msg.CommitTime)
 	}
-	if len(r.batch) == 0 {
+	if !r.pending() {
 		// Nothing of this transaction waits for the archive: it can be confirmed with what
 		// precedes it.
 		r.ackAfterUpload(msg.TransactionEndLSN)
 		return nil
 	}
 	r.batchLSN = msg.TransactionEndLSN
-	if r.mayFlush() && (len(r.batch) >= r.cfg.BatchEvents || r.batchBytes >= r.cfg.BatchBytes || r.cutAt > 0) {
+	if r.mayFlush() && (len(r.batch)+r.unsealedN >= r.cfg.BatchEvents || r.batchBytes >= r.cfg.BatchBytes || r.cutAt > 0) {
 		return r.flush(ctx)
 	}
 	return nil
+}
+
+// addEntries adds chained entries (from audit.events' WAL, or chained by sealWAL) to the batch:
+// those already archived or batched are skipped by seq (they come again after a reconnect or a
+// backfill), and entries missing before them are read from the table. size is their row data.
+func (r *receiver) addEntries(ctx context.Context, events []pgtrail.Event, size int) error {
+	n := len(events)
+	for len(events) > 0 && events[0].Seq <= r.pendingSeq() {
+		events = events[1:]
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if next := r.pendingSeq() + 1; events[0].Seq > next {
+		// Entries missing from the stream (sealed before the slot existed, or by the SQL sealer
+		// while this stream chained): read them.
+		if err := chain.Read(ctx, r.pool, next, events[0].Seq-1, func(e *pgtrail.Event) error {
+			r.add(*e, 0)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	for _, e := range events {
+		r.add(e, size/n)
+	}
+	return nil
+}
+
+// chainWAL chains the committed changes in mode 'wal' (sealWAL) and adds their entries to the batch.
+func (r *receiver) chainWAL(ctx context.Context) error {
+	if len(r.unsealed) == 0 {
+		return nil
+	}
+	events, err := r.sealWAL(ctx, r.unsealed)
+	if err != nil {
+		return err
+	}
+	r.unsealed, r.unsealedN = nil, 0
+	size := 0
+	for i := range events {
+		size += approxSize(&events[i])
+	}
+	return r.addEntries(ctx, events, size)
+}
+
+// keyOnly returns an image with only t's key columns of img, for an UPDATE whose old tuple was
+// not sent.
+func keyOnly(t *walTable, img []*string) []*string {
+	out := make([]*string, len(img))
+	for i, c := range t.rel.Columns {
+		if c.Flags&1 != 0 && i < len(img) {
+			out[i] = img[i]
+		}
+	}
+	return out
+}
+
+// approxSize is an entry's row data in bytes, for the batch's byte limit.
+func approxSize(e *pgtrail.Event) int {
+	n := len(e.ActorID) + len(e.ResourceType) + 128
+	for _, p := range []*string{e.BeforeState, e.AfterState, e.Details, e.ResourceID} {
+		if p != nil {
+			n += len(*p)
+		}
+	}
+	return n
 }
 
 func (r *receiver) add(e pgtrail.Event, size int) {
@@ -411,6 +532,15 @@ func (r *receiver) flush(ctx context.Context) error {
 		if err := r.await(ctx); err != nil {
 			return err
 		}
+	}
+	if err := r.chainWAL(ctx); err != nil {
+		return err
+	}
+	if len(r.batch) == 0 {
+		// Everything was chained before a crash and is archived already.
+		r.ackAfterUpload(r.batchLSN)
+		r.batchCommits, r.batchBytes = nil, 0
+		return nil
 	}
 	batch := r.batch
 	if len(r.batchCommits) > 0 {
@@ -506,14 +636,16 @@ func (r *receiver) shutdown() error {
 			return notArchived(err)
 		}
 	}
-	if len(r.batch) > 0 && !r.mayFlush() {
+	if r.pending() && !r.mayFlush() {
 		r.log.Info("stopping before a batch interrupted by a crash was rebuilt; it stays in the slot", "through_seq", r.cutAt)
-	} else if len(r.batch) > 0 {
+	} else if r.pending() {
 		if err := r.flush(ctx); err != nil {
 			return notArchived(err)
 		}
-		if err := r.await(ctx); err != nil {
-			return notArchived(err)
+		if r.inflight != nil {
+			if err := r.await(ctx); err != nil {
+				return notArchived(err)
+			}
 		}
 	} else if err := r.sendStatus(ctx, false); err != nil {
 		r.log.Warn("could not send the final status", "err", err)

@@ -168,7 +168,8 @@ func (s *Stream) session(ctx context.Context) error {
 		return fmt.Errorf("start replication: %w", err)
 	}
 	s.log.Info("streaming", "archived_through_seq", s.lastSeq)
-	r := &receiver{Stream: s, repl: repl, target: target, relations: map[uint32]*pglogrepl.RelationMessage{}, dec: newDecoder()}
+	r := &receiver{Stream: s, repl: repl, target: target, relations: map[uint32]*pglogrepl.RelationMessage{},
+		walTables: map[uint32]*walTable{}, dec: newDecoder()}
 	return r.loop(ctx)
 }
 

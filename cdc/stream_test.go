@@ -24,6 +24,7 @@ import (
 	"github.com/pgtrail/pgtrail/internal/archivetest"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/verify"
 )
 
 // fixture is a database with an audited table, a sink and a running stream.
@@ -536,5 +537,162 @@ func TestStream_PoisonValues(t *testing.T) {
 				t.Errorf("entries with the full 1 MiB values: %d (want 2); entries of the last write after them: %d (want 2)", poisoned, after)
 			}
 		})
+	}
+}
+
+// walFixture is a database with accounts in mode 'wal' (the slot created first, as `pgtrail
+// enable --mode wal` does) and a stream into a file sink.
+func walFixture(t *testing.T) *fixture {
+	t.Helper()
+	db, url := testdb.New(t)
+	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
+	testdb.Exec(t, db, `CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric);
+		SELECT audit.enable('accounts', '{}', NULL, 'wal')`)
+	return &fixture{db: db, url: url, sink: fileSink(t)}
+}
+
+// TestStream_WALCapture captures a table in mode 'wal': the stream chains its changes from the
+// WAL and archives them. Then a superuser changes rows with the table's triggers disabled (the
+// bypass of trigger capture): what must survive is every change in the trail, the bypassed ones
+// flagged, and the archive equal to the database.
+func TestStream_WALCapture(t *testing.T) {
+	f := walFixture(t)
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `BEGIN; SELECT set_config('pgtrail.actor_id', 'alice', true), set_config('pgtrail.actor_ip', '203.0.113.7/32', true);
+		INSERT INTO accounts VALUES (1, 'alice', 10.50), (2, 'bob', 3);
+		UPDATE accounts SET balance = 11 WHERE id = 1;
+		SELECT set_config('pgtrail.actor_id', 'bob', true);
+		DELETE FROM accounts WHERE id = 2; COMMIT`)
+	testdb.Exec(t, f.db, `SET session_replication_role = replica; UPDATE accounts SET owner = 'eve' WHERE id = 1; RESET session_replication_role`)
+	testdb.Exec(t, f.db, `BEGIN; ALTER TABLE accounts DISABLE TRIGGER ALL; UPDATE accounts SET balance = 1000000 WHERE id = 1;
+		ALTER TABLE accounts ENABLE ALWAYS TRIGGER pgtrail_context; COMMIT`)
+	testdb.Exec(t, f.db, `TRUNCATE accounts`)
+	write(t, f.db, 10, 20, 4)
+	waitChained(t, f.db, "public.accounts", 6+40)
+	waitArchived(t, f, 60*time.Second)
+	if err := f.wait(t); err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	got, want := archivetest.Events(t, f.sink), dbEvents(t, f.db)
+	sameEvents(t, got, want)
+
+	var acts []string
+	for _, e := range want {
+		if e.ResourceType != "public.accounts" || e.ActorID == "writer0" || strings.HasPrefix(e.ActorID, "writer") {
+			continue
+		}
+		a := e.ActionType + ":" + e.ActorID + ":" + str(e.ResourceID)
+		if e.Details != nil && strings.Contains(*e.Details, "capture_warning") {
+			a += ":flagged"
+		}
+		acts = append(acts, a)
+	}
+	wantActs := []string{"CREATE:alice:1", "CREATE:alice:2", "UPDATE:alice:1", "DELETE:bob:2", "UPDATE:postgres:1",
+		"UPDATE:(unknown):1:flagged", "TRUNCATE:postgres:<nil>"}
+	if strings.Join(acts, " ") != strings.Join(wantActs, " ") {
+		t.Errorf("entries:\n got %v\nwant %v", acts, wantActs)
+	}
+	// The bypass is caught: verify db names the flagged entry, and nothing else.
+	rep, err := verify.DB(context.Background(), f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].Kind != verify.CaptureWarning {
+		t.Errorf("verify db problems = %+v, want one capture_warning", rep.Problems)
+	}
+	for _, e := range want {
+		if e.ActionType == "UPDATE" && e.ActorID == "alice" {
+			if str(e.BeforeState) != `{"id": 1, "owner": "alice", "balance": 10.50}` || str(e.AfterState) != `{"id": 1, "owner": "alice", "balance": 11}` ||
+				strings.Join(e.ChangedColumns, ",") != "balance" || str(e.ActorIP) != "203.0.113.7" {
+				t.Errorf("update entry: %+v", e)
+			}
+		}
+	}
+}
+
+// waitChained waits until audit.events holds n entries of resourceType.
+func waitChained(t *testing.T, db *pgxpool.Pool, resourceType string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got int
+		if err := db.QueryRow(context.Background(), `SELECT count(*) FROM audit.events WHERE resource_type = $1`, resourceType).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries of %s chained within 60s, want %d", got, resourceType, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func str(p *string) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return *p
+}
+
+// TestStream_WALTypeFidelity: row images built from the WAL must equal to_jsonb of the row (what
+// trigger capture records), for every kind of column: arrays, enums, composites, numeric, json,
+// bytea, tsvector, a domain, times, and a 1 MB TOASTed text that an UPDATE leaves untouched (the
+// WAL then sends it as "unchanged"); also for a partitioned table and across ALTER TABLE.
+func TestStream_WALTypeFidelity(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+		CREATE TYPE pair AS (a int, b text);
+		CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+		CREATE TABLE typed (id int PRIMARY KEY, arr int[], tarr text[], m mood, p pair, n numeric(10,3), j json, jb jsonb,
+		  b bytea, ts tsvector, d positive, t timestamptz, iv interval, big text, f float8, u uuid, ip inet, bits bit varying);
+		SELECT audit.enable('typed', '{}', NULL, 'wal');
+		CREATE TABLE parted (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu');
+		CREATE TABLE parted_us PARTITION OF parted FOR VALUES IN ('us');
+		SELECT audit.enable('parted', '{}', NULL, 'wal');
+		CREATE TABLE expect (step int, img jsonb)`)
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `INSERT INTO typed VALUES (1, '{1,NULL,3}', '{"a b","c,d",NULL}', 'happy', '(1,"x y")', 12.5, '{"k": [1, 2], "k": 3}',
+		  '{"z": 1, "a": {"b": null}}', '\x00ff', 'a fat cat', 7, '2024-02-29 23:59:59.123456+05', '1 mon 2 days 03:04:05',
+		  (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 32768) i), 'NaN', gen_random_uuid(), '10.1.2.3/8', B'101');
+		INSERT INTO expect SELECT 1, to_jsonb(x) FROM typed x;
+		UPDATE typed SET n = n + 0.001, tarr = tarr || 'e"f'::text WHERE id = 1;
+		INSERT INTO expect SELECT 2, to_jsonb(x) FROM typed x;
+		ALTER TABLE typed ADD COLUMN extra text DEFAULT 'new';
+		UPDATE typed SET d = 8 WHERE id = 1;
+		INSERT INTO expect SELECT 3, to_jsonb(x) FROM typed x;
+		INSERT INTO parted VALUES (1, 'eu', 'a'), (2, 'us', 'b');
+		UPDATE parted SET v = 'c' WHERE id = 2;
+		INSERT INTO expect SELECT 4, to_jsonb(p) FROM parted p WHERE id = 2`)
+	waitChained(t, f.db, "public.typed", 3)
+	waitChained(t, f.db, "public.parted", 3)
+	checks := []struct{ name, sql string }{
+		{"Insert", `SELECT after_state = (SELECT img FROM expect WHERE step = 1) FROM audit.events WHERE resource_type = 'public.typed' AND action_type = 'CREATE'`},
+		{"UpdateBefore", `SELECT before_state = (SELECT img FROM expect WHERE step = 1) FROM audit.events WHERE resource_type = 'public.typed' AND action_type = 'UPDATE' ORDER BY seq LIMIT 1`},
+		{"UpdateAfterUnchangedToast", `SELECT after_state = (SELECT img FROM expect WHERE step = 2) FROM audit.events WHERE resource_type = 'public.typed' AND action_type = 'UPDATE' ORDER BY seq LIMIT 1`},
+		{"ChangedColumns", `SELECT changed_columns = '{n,tarr}' FROM audit.events WHERE resource_type = 'public.typed' AND action_type = 'UPDATE' ORDER BY seq LIMIT 1`},
+		{"AfterAlterTable", `SELECT after_state = (SELECT img FROM expect WHERE step = 3) AND changed_columns = '{d}' FROM audit.events WHERE resource_type = 'public.typed' AND action_type = 'UPDATE' ORDER BY seq DESC LIMIT 1`},
+		{"PartitionedUnderRoot", `SELECT after_state = (SELECT img FROM expect WHERE step = 4) AND resource_id = '2,us' FROM audit.events WHERE resource_type = 'public.parted' AND action_type = 'UPDATE'`},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			var ok bool
+			if err := f.db.QueryRow(context.Background(), c.sql).Scan(&ok); err != nil || !ok {
+				var got string
+				f.db.QueryRow(context.Background(), `SELECT string_agg(e.seq || ' ' || e.action_type || ' ' || coalesce(e.details::text, '') || ' ' ||
+					regexp_replace(coalesce(e.before_state::text, '-') || ' -> ' || coalesce(e.after_state::text, '-'), '[0-9a-f]{60,}', '<big>', 'g'), E'\n' ORDER BY e.seq)
+					|| E'\nexpected: ' || (SELECT string_agg(x.step || ' ' || regexp_replace(x.img::text, '[0-9a-f]{60,}', '<big>', 'g'), E'\n' ORDER BY x.step) FROM expect x)
+					FROM audit.events e WHERE e.resource_type = 'public.typed'`).Scan(&got)
+				t.Errorf("%s: %v (%v); entries:\n%s", c.sql, ok, err, got)
+			}
+		})
+	}
+	rep, err := verify.DB(context.Background(), f.db)
+	if err != nil || !rep.Intact() {
+		var flagged string
+		f.db.QueryRow(context.Background(), `SELECT string_agg(seq || ' ' || action_type || ' ' || resource_type || ' ' || details::text, E'\n') FROM audit.events WHERE details ? 'capture_warning'`).Scan(&flagged)
+		t.Errorf("verify db: %v %+v\n%s", err, rep.Problems, flagged)
 	}
 }

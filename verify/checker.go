@@ -61,6 +61,9 @@ func (c *checker) next(e *entry) {
 	case e.prevHash != c.prevHash && e.seq == expected:
 		c.add(e.seq, Relinked, c.keyOf(e), fmt.Sprintf("prev_hash does not match the entry_hash of seq %d: one of them was rewritten", c.prevSeq))
 	}
+	if e.warned && e.selfOK {
+		c.add(e.seq, CaptureWarning, c.keyOf(e), "captured from the WAL with a warning (details.capture_warning): made with pgtrail's triggers disabled, or with an incomplete before image")
+	}
 	c.prevSeq = e.seq
 	c.prevHash = e.entryHash
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"strconv"
+	"strings"
 
 	"github.com/pgtrail/pgtrail"
 )
@@ -35,9 +36,14 @@ type entry struct {
 	selfOK bool
 	// badHash: prev_hash or entry_hash is not a SHA-256 sum.
 	badHash bool
+	// warned: details carry a capture_warning (see CaptureWarning).
+	warned bool
 	// (The small fields last: in declaration order they would pad the entry from 112 to 128
 	// bytes.)
 }
+
+// captureWarningKey marks an entry the stream flagged (see CaptureWarning), as jsonb prints it.
+const captureWarningKey = `"capture_warning": `
 
 // reorderWindow is how far from its position an entry is searched for when its hash does not match.
 const reorderWindow = 64
@@ -96,6 +102,7 @@ func (h *hasher) hashHex(e *pgtrail.Event, entryHex []byte, out *entry) {
 		out.badHash = true
 	}
 	out.selfOK = !out.badHash && sum == out.entryHash
+	out.warned = e.Details != nil && strings.Contains(*e.Details, captureWarningKey)
 	if h.cross {
 		out.eventKey = maphash.String(crossSeed, e.EventID)
 		out.content = maphash.Bytes(crossSeed, h.buf[len(e.PrevHash)+seqFieldEnd(e.Seq):])

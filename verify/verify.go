@@ -31,6 +31,11 @@ const (
 	Relinked  Kind = "relinked"  // a link (prev_hash, prev_digest_signature) does not match its predecessor
 	Forged    Kind = "forged"    // a digest whose signature does not verify with the public key
 
+	// CaptureWarning: an entry the stream captured from the WAL flagged in
+	// details.capture_warning: the change was made with pgtrail's triggers disabled (who made it
+	// is unknown), or its before image was incomplete (the table's replica identity was changed).
+	CaptureWarning Kind = "capture_warning"
+
 	// MissingFromArchive: database entries older than the streaming lag that the archive does
 	// not hold.
 	MissingFromArchive Kind = "missing_from_archive"

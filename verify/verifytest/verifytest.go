@@ -7,10 +7,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/eventcopy"
 )
 
 // Start is the occurred_at of the first synthetic event.
@@ -133,7 +132,7 @@ func LoadDB(ctx context.Context, conn *pgx.Conn, events []pgtrail.Event) error {
 	}
 	var buf bytes.Buffer
 	for i := range events {
-		writeCopyRow(&buf, &events[i])
+		eventcopy.WriteRow(&buf, &events[i])
 	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -143,7 +142,7 @@ func LoadDB(ctx context.Context, conn *pgx.Conn, events []pgtrail.Event) error {
 	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
 		return err
 	}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &buf, "COPY audit.events FROM STDIN"); err != nil {
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &buf, eventcopy.Statement); err != nil {
 		return fmt.Errorf("copy events: %w", err)
 	}
 	last := events[len(events)-1]
@@ -151,60 +150,4 @@ func LoadDB(ctx context.Context, conn *pgx.Conn, events []pgtrail.Event) error {
 		return err
 	}
 	return tx.Commit(ctx)
-}
-
-// writeCopyRow writes e as a row of COPY's text format, columns in audit.events' order.
-func writeCopyRow(b *bytes.Buffer, e *pgtrail.Event) {
-	field := func(s string) {
-		for i := 0; i < len(s); i++ {
-			switch c := s[i]; c {
-			case '\\':
-				b.WriteString(`\\`)
-			case '\t':
-				b.WriteString(`\t`)
-			case '\n':
-				b.WriteString(`\n`)
-			case '\r':
-				b.WriteString(`\r`)
-			default:
-				b.WriteByte(c)
-			}
-		}
-		b.WriteByte('\t')
-	}
-	nullable := func(s *string) {
-		if s == nil {
-			b.WriteString(`\N` + "\t")
-			return
-		}
-		field(*s)
-	}
-	field(strconv.FormatInt(e.Seq, 10))
-	field(e.EventID)
-	field(e.OccurredAt.UTC().Format("2006-01-02 15:04:05.999999+00"))
-	field(strconv.FormatUint(e.TxID, 10))
-	field(e.ActionType)
-	field(e.ResourceType)
-	nullable(e.ResourceID)
-	field(e.Outcome)
-	field(e.ActorID)
-	nullable(e.ActorIP)
-	nullable(e.ActorIPRaw)
-	nullable(e.ActorUserAgent)
-	nullable(e.RequestID)
-	nullable(e.TenantID)
-	field(e.DBUser)
-	nullable(e.ApplicationName)
-	nullable(e.ClientAddr)
-	cols := make([]string, len(e.ChangedColumns))
-	for i, c := range e.ChangedColumns {
-		cols[i] = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(c) + `"`
-	}
-	field("{" + strings.Join(cols, ",") + "}")
-	nullable(e.BeforeState)
-	nullable(e.AfterState)
-	nullable(e.Details)
-	field(`\x` + hex.EncodeToString(e.PrevHash))
-	b.WriteString(`\\x` + hex.EncodeToString(e.EntryHash))
-	b.WriteByte('\n')
 }

@@ -1,0 +1,457 @@
+package cdc
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtrail/pgtrail"
+	"github.com/pgtrail/pgtrail/internal/eventcopy"
+)
+
+// WAL capture: tables in mode 'wal' have no row trigger. Their changes come through the slot with
+// both row images (REPLICA IDENTITY FULL), each preceded in its transaction by a logical message
+// holding the session's pgtrail.* context (audit.emit_context). The stream turns them into
+// entries, chains them, and writes them to audit.events itself; they then join the archive's
+// batch like entries the SQL sealer chained. See docs/design.md, "Capture".
+
+// contextPrefix is the prefix of audit.emit_context's messages.
+const contextPrefix = "pgtrail.context"
+
+// Warnings set in an entry's details.capture_warning. verify db reports entries that carry one.
+const (
+	// warnNoContext: the statement trigger did not run before the change (triggers disabled).
+	warnNoContext = "no context: the change was made with pgtrail's triggers disabled; who made it is unknown"
+	// warnOldImage: the table's replica identity is not FULL: the before image has only the key.
+	warnOldImage = "replica identity not FULL: before_state holds only the key columns"
+)
+
+// unknownUser is db_user (and actor_id) of a change that came without context.
+const unknownUser = "(unknown)"
+
+// sessionContext is what audit.emit_context emits, as its JSON keys.
+type sessionContext struct {
+	XID             string  `json:"xid"`
+	ActorID         *string `json:"actor_id"`
+	ActorIP         *string `json:"actor_ip"`
+	UserAgent       *string `json:"user_agent"`
+	RequestID       *string `json:"request_id"`
+	TenantID        *string `json:"tenant_id"`
+	DBUser          string  `json:"db_user"`
+	ApplicationName *string `json:"application_name"`
+	ClientAddr      *string `json:"client_addr"`
+}
+
+// walTable is a table in mode 'wal' as the latest relation message describes it.
+type walTable struct {
+	rel     *pglogrepl.RelationMessage
+	name    string   // resource_type: schema.table, quoted where needed
+	types   []string // SQL type of each column, format_type(oid, typmod)
+	pk      []string
+	exclude []string
+	query   string // imagesQuery for this column list
+}
+
+// change is one row change of a walTable, or a TRUNCATE (no images).
+type change struct {
+	table    *walTable
+	action   string    // CREATE, UPDATE, DELETE, TRUNCATE
+	old, new []*string // column texts in the relation's order; nil slice: no image
+	oldKey   bool      // old holds only the key (replica identity not FULL)
+	ctx      *sessionContext
+}
+
+// walTx is a committed transaction's changes to tables in mode 'wal'.
+type walTx struct {
+	xid     uint32
+	commit  time.Time
+	end     pglogrepl.LSN
+	changes []change
+}
+
+// lookupTable returns the walTable of a relation message, or nil when the relation is not in
+// mode 'wal'.
+func (s *Stream) lookupTable(ctx context.Context, rel *pglogrepl.RelationMessage) (*walTable, error) {
+	oids := make([]uint32, len(rel.Columns))
+	mods := make([]int32, len(rel.Columns))
+	for i, c := range rel.Columns {
+		oids[i], mods[i] = c.DataType, c.TypeModifier
+	}
+	t := &walTable{rel: rel}
+	err := s.pool.QueryRow(ctx, `
+		SELECT a.pk_columns, a.exclude_columns, quote_ident($2) || '.' || quote_ident($3),
+		       ARRAY(SELECT format_type(x.oid, NULLIF(x.mod, -1)) FROM unnest($4::oid[], $5::int[]) WITH ORDINALITY AS x(oid, mod, o) ORDER BY x.o)
+		  FROM audit.audited_tables a WHERE a.relid = $1 AND a.mode = 'wal'`,
+		rel.RelationID, rel.Namespace, rel.RelationName, oids, mods).Scan(&t.pk, &t.exclude, &t.name, &t.types)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up relation %s.%s: %w", rel.Namespace, rel.RelationName, err)
+	}
+	t.query = imagesQuery(rel, t.types, t.pk)
+	return t, nil
+}
+
+// imagesQuery builds the statement that turns a batch of row images of one relation into the
+// entries' fields. PostgreSQL does the typing: each column text goes through its type's input
+// function, and to_jsonb of the typed row is exactly what a row trigger's to_jsonb(NEW) gives
+// (arrays, enums, composites, numeric, timestamps, domains). Parameters: $1 has_old bool[],
+// $2 has_new bool[], $3 excluded columns text[], $4 warnings text[], then one text[] per column
+// for the old images and one per column for the new. Identifiers come from the relation message
+// and types from format_type: both are quoted.
+func imagesQuery(rel *pglogrepl.RelationMessage, types, pk []string) string {
+	n := len(rel.Columns)
+	var cols, olds, news, params strings.Builder
+	for i, c := range rel.Columns {
+		if i > 0 {
+			olds.WriteString(", ")
+			news.WriteString(", ")
+		}
+		fmt.Fprintf(&cols, "o%d, ", i)
+		fmt.Fprintf(&olds, "u.o%d::%s AS %s", i, types[i], pgx.Identifier{c.Name}.Sanitize())
+		fmt.Fprintf(&news, "u.n%d::%s AS %s", i, types[i], pgx.Identifier{c.Name}.Sanitize())
+		fmt.Fprintf(&params, ", $%d::text[]", 5+i)
+	}
+	for i := range rel.Columns {
+		fmt.Fprintf(&cols, "n%d, ", i)
+		fmt.Fprintf(&params, ", $%d::text[]", 5+n+i)
+	}
+	var rid string
+	switch len(pk) {
+	case 0:
+		rid = "NULL::text"
+	case 1:
+		rid = "COALESCE(m.af, m.bf) ->> " + quoteLiteral(pk[0])
+	default:
+		lits := make([]string, len(pk))
+		for i, c := range pk {
+			lits[i] = quoteLiteral(c)
+		}
+		rid = "(SELECT string_agg(COALESCE(m.af, m.bf) ->> k.c, ',' ORDER BY k.o) FROM unnest(ARRAY[" + strings.Join(lits, ", ") + "]) WITH ORDINALITY AS k(c, o))"
+	}
+	// The same derivations as audit.seal and audit.capture_excluding: excluded columns leave the
+	// images but a change to them is named; changed_columns are the keys that differ (all keys
+	// for an insert or delete), sorted bytewise.
+	return `
+SELECT m.bm::text, m.am::text,
+       ARRAY(SELECT k FROM (
+               SELECT k FROM jsonb_object_keys(COALESCE(m.bm, '{}') || COALESCE(m.am, '{}')) AS k
+                WHERE m.bm IS NULL OR m.am IS NULL OR m.bm -> k IS DISTINCT FROM m.am -> k
+               UNION ALL SELECT unnest(m.ec)) AS s(k) ORDER BY k COLLATE "C"),
+       ` + rid + `,
+       NULLIF(jsonb_strip_nulls(jsonb_build_object(
+         'excluded_columns_changed', CASE WHEN cardinality(m.ec) > 0 THEN to_jsonb(m.ec) END,
+         'capture_warning', u.warn)), '{}')::text
+  FROM unnest($1::bool[], $2::bool[], $4::text[]` + params.String() + `) WITH ORDINALITY AS u(has_old, has_new, warn, ` + cols.String() + `ord)
+  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + olds.String() + `) x) b
+  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + news.String() + `) x) a
+  CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN b.j END AS bf, CASE WHEN u.has_new THEN a.j END AS af) f
+  CROSS JOIN LATERAL (SELECT f.bf, f.af, f.bf - $3::text[] AS bm, f.af - $3::text[] AS am,
+                             CASE WHEN u.has_old AND u.has_new THEN
+                               ARRAY(SELECT c FROM unnest($3::text[]) AS c WHERE f.bf -> c IS DISTINCT FROM f.af -> c) ELSE '{}' END AS ec) m
+ ORDER BY u.ord`
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// images fills the fields PostgreSQL derives for changes of one table (never TRUNCATE).
+func (s *Stream) images(ctx context.Context, q querier, t *walTable, changes []*change, events []*pgtrail.Event) error {
+	n := len(t.rel.Columns)
+	hasOld, hasNew, warn := make([]bool, len(changes)), make([]bool, len(changes)), make([]*string, len(changes))
+	cols := make([][]*string, 2*n)
+	for i := range cols {
+		cols[i] = make([]*string, len(changes))
+	}
+	for k, c := range changes {
+		hasOld[k], hasNew[k] = c.old != nil, c.new != nil
+		var w []string
+		if c.ctx == nil {
+			w = append(w, warnNoContext)
+		}
+		if c.oldKey {
+			w = append(w, warnOldImage)
+		}
+		if len(w) > 0 {
+			joined := strings.Join(w, "; ")
+			warn[k] = &joined
+		}
+		for i := 0; i < n; i++ {
+			if c.old != nil {
+				cols[i][k] = c.old[i]
+			}
+			if c.new != nil {
+				cols[n+i][k] = c.new[i]
+			}
+		}
+	}
+	args := []any{hasOld, hasNew, t.exclude, warn}
+	for _, c := range cols {
+		args = append(args, c)
+	}
+	rows, err := q.Query(ctx, t.query, args...)
+	if err != nil {
+		return fmt.Errorf("build row images of %s: %w", t.name, err)
+	}
+	defer rows.Close()
+	k := 0
+	for rows.Next() {
+		e := events[k]
+		if err := rows.Scan(&e.BeforeState, &e.AfterState, &e.ChangedColumns, &e.ResourceID, &e.Details); err != nil {
+			return fmt.Errorf("build row images of %s: %w", t.name, err)
+		}
+		k++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("build row images of %s: %w", t.name, err)
+	}
+	if k != len(changes) {
+		return fmt.Errorf("build row images of %s: %d rows for %d changes", t.name, k, len(changes))
+	}
+	return nil
+}
+
+// querier runs a query; a pgx.Tx or connection.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// sealWAL chains the changes of txs into audit.events in one transaction, in commit order, and
+// returns the entries it wrote. Transactions the chain head says are chained already (a crash
+// came between that and their acknowledgement) are left out.
+func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	// The head first: it serializes sealers, and says where a crash left off.
+	var head int64
+	var headHash []byte
+	var chainedLSN, xmax string
+	if err := tx.QueryRow(ctx, `SELECT seq, entry_hash, wal_lsn::text, pg_snapshot_xmax(pg_current_snapshot())::text
+	                              FROM audit.chain_head FOR UPDATE`).Scan(&head, &headHash, &chainedLSN, &xmax); err != nil {
+		return nil, fmt.Errorf("lock chain head: %w", err)
+	}
+	chained, err := pglogrepl.ParseLSN(chainedLSN)
+	if err != nil {
+		return nil, fmt.Errorf("chain head wal_lsn %q: %w", chainedLSN, err)
+	}
+	next, err := strconv.ParseUint(xmax, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot xmax %q: %w", xmax, err)
+	}
+	for len(txs) > 0 && txs[0].end <= chained {
+		txs = txs[1:]
+	}
+	if len(txs) == 0 {
+		return nil, nil
+	}
+	last := txs[len(txs)-1].end
+
+	events, err := s.entries(ctx, tx, txs, next)
+	if err != nil {
+		return nil, err
+	}
+	prev := headHash
+	var buf bytes.Buffer
+	var scratch []byte
+	for i := range events {
+		e := &events[i]
+		e.Seq, e.PrevHash = head+int64(i)+1, prev
+		var sum [32]byte
+		sum, scratch = e.Hash(scratch)
+		e.EntryHash = append([]byte(nil), sum[:]...)
+		prev = e.EntryHash
+		eventcopy.WriteRow(&buf, e)
+	}
+
+	// Only pgtrail_sealer appends to the trail: the stream's role must be a member (or superuser).
+	if _, err := tx.Exec(ctx, `SET LOCAL ROLE pgtrail_sealer; SET LOCAL synchronous_commit = on`); err != nil {
+		return nil, fmt.Errorf("act as pgtrail_sealer (grant it to the stream's role): %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT audit.create_partitions()
+	                            WHERE to_regclass('audit.events_' || to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) IS NULL`); err != nil {
+		return nil, fmt.Errorf("create partitions: %w", err)
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &buf, eventcopy.Statement); err != nil {
+		return nil, fmt.Errorf("append to audit.events: %w", err)
+	}
+	tail := events[len(events)-1]
+	if _, err := tx.Exec(ctx, `UPDATE audit.chain_head SET seq = $1, entry_hash = $2, sealed_at = now(), wal_lsn = $3::text::pg_lsn`,
+		tail.Seq, tail.EntryHash, last.String()); err != nil {
+		return nil, fmt.Errorf("move chain head: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return events, nil
+}
+
+// entries builds the unchained entries of txs, in order. next is the server's next xid (xid8),
+// from which a transaction's 32-bit xid gets its epoch when no context message gave its xid8.
+func (s *Stream) entries(ctx context.Context, q pgx.Tx, txs []walTx, next uint64) ([]pgtrail.Event, error) {
+	var events []pgtrail.Event
+	byTable := map[*walTable][]int{}
+	var ips []string
+	for _, t := range txs {
+		txid := uint64(next&^0xFFFFFFFF) | uint64(t.xid)
+		if txid >= next && txid >= 1<<32 {
+			txid -= 1 << 32
+		}
+		for i := range t.changes {
+			c := &t.changes[i]
+			e := pgtrail.Event{EventID: newUUID(), OccurredAt: t.commit.UTC().Truncate(time.Microsecond), TxID: txid,
+				ActionType: c.action, ResourceType: c.table.name, Outcome: "SUCCESS", DBUser: unknownUser, ChangedColumns: []string{}}
+			if x := c.ctx; x != nil {
+				if v, err := strconv.ParseUint(x.XID, 10, 64); err == nil {
+					e.TxID = v
+				}
+				e.ActorIPRaw = nonEmpty(x.ActorIP) // normalized below
+				e.ActorUserAgent, e.RequestID, e.TenantID = nonEmpty(x.UserAgent), nonEmpty(x.RequestID), nonEmpty(x.TenantID)
+				if x.DBUser != "" {
+					e.DBUser = x.DBUser
+				}
+				e.ApplicationName, e.ClientAddr = nonEmpty(x.ApplicationName), x.ClientAddr
+				if x.ActorID != nil && *x.ActorID != "" {
+					e.ActorID = *x.ActorID
+				}
+				if e.ActorIPRaw != nil {
+					ips = append(ips, *e.ActorIPRaw)
+				}
+			}
+			if e.ActorID == "" {
+				e.ActorID = e.DBUser
+			}
+			if c.action == "TRUNCATE" {
+				if c.ctx == nil {
+					d := `{"capture_warning": ` + jsonString(warnNoContext) + `}`
+					e.Details = &d
+				}
+			} else {
+				byTable[c.table] = append(byTable[c.table], len(events))
+			}
+			events = append(events, e)
+		}
+	}
+	// Row images, one statement per table.
+	for t, idx := range byTable {
+		changes := make([]*change, 0, len(idx))
+		evs := make([]*pgtrail.Event, 0, len(idx))
+		k := 0
+		for _, tx := range txs {
+			for i := range tx.changes {
+				c := &tx.changes[i]
+				if c.table == t && c.action != "TRUNCATE" {
+					changes = append(changes, c)
+					evs = append(evs, &events[idx[k]])
+					k++
+				}
+			}
+		}
+		if err := s.images(ctx, q, t, changes, evs); err != nil {
+			return nil, err
+		}
+	}
+	// pgtrail.actor_ip as audit.seal treats it: inet in PostgreSQL's text form when it parses,
+	// else kept as given in actor_ip_raw.
+	if len(ips) > 0 {
+		norm := map[string]*string{}
+		rows, err := q.Query(ctx, `SELECT v, format('%s', audit.try_inet(v)) FROM unnest($1::text[]) AS v WHERE audit.try_inet(v) IS NOT NULL`, ips)
+		if err != nil {
+			return nil, fmt.Errorf("read actor addresses: %w", err)
+		}
+		for rows.Next() {
+			var v, ip string
+			if err := rows.Scan(&v, &ip); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read actor addresses: %w", err)
+			}
+			norm[v] = &ip
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read actor addresses: %w", err)
+		}
+		for i := range events {
+			e := &events[i]
+			if e.ActorIPRaw != nil {
+				if ip, ok := norm[*e.ActorIPRaw]; ok {
+					e.ActorIP, e.ActorIPRaw = ip, nil
+				}
+			}
+		}
+	}
+	return events, nil
+}
+
+// decodeContext reads a context message; a message that does not parse gives no context (its
+// changes are flagged), never an error: any session can emit messages with this prefix.
+func decodeContext(content []byte) *sessionContext {
+	var c sessionContext
+	if err := json.Unmarshal(content, &c); err != nil {
+		return nil
+	}
+	return &c
+}
+
+// tupleTexts returns a tuple's column texts; unchanged TOAST values are taken from old (the
+// before image, complete under REPLICA IDENTITY FULL).
+func tupleTexts(t *pglogrepl.TupleData, old []*string) []*string {
+	if t == nil {
+		return nil
+	}
+	out := make([]*string, len(t.Columns))
+	for i, c := range t.Columns {
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeText, pglogrepl.TupleDataTypeBinary:
+			s := string(c.Data)
+			out[i] = &s
+		case pglogrepl.TupleDataTypeToast:
+			if i < len(old) {
+				out[i] = old[i]
+			}
+		}
+	}
+	return out
+}
+
+func nonEmpty(s *string) *string {
+	if s == nil || *s == "" {
+		return nil
+	}
+	return s
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// newUUID returns a random version 4 UUID, as gen_random_uuid() would.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
