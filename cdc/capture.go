@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/internal/eventcopy"
@@ -34,6 +35,8 @@ const (
 	warnNoContext = "no context: the change was made with pgtrail's triggers disabled; who made it is unknown"
 	// warnOldImage: the table's replica identity is not FULL: the before image has only the key.
 	warnOldImage = "replica identity not FULL: before_state holds only the key columns"
+	// warnText: the images did not convert to their column types; values are kept as text.
+	warnText = "row images kept as text, a value did not convert to its type: "
 )
 
 // unknownUser is db_user (and actor_id) of a change that came without context.
@@ -127,48 +130,81 @@ func imagesQuery(rel *pglogrepl.RelationMessage, types, pk []string) string {
 		fmt.Fprintf(&cols, "n%d, ", i)
 		fmt.Fprintf(&params, ", $%d::text[]", 5+n+i)
 	}
-	var rid string
-	switch len(pk) {
-	case 0:
-		rid = "NULL::text"
-	case 1:
-		rid = "COALESCE(m.af, m.bf) ->> " + quoteLiteral(pk[0])
-	default:
-		lits := make([]string, len(pk))
-		for i, c := range pk {
-			lits[i] = quoteLiteral(c)
-		}
-		rid = "(SELECT string_agg(COALESCE(m.af, m.bf) ->> k.c, ',' ORDER BY k.o) FROM unnest(ARRAY[" + strings.Join(lits, ", ") + "]) WITH ORDINALITY AS k(c, o))"
+	source := `unnest($1::bool[], $2::bool[], $4::text[]` + params.String() + `) WITH ORDINALITY AS u(has_old, has_new, warn, ` + cols.String() + `ord)
+  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + olds.String() + `) x) b
+  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + news.String() + `) x) a
+  CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN b.j END AS bf, CASE WHEN u.has_new THEN a.j END AS af) f`
+	lits := make([]string, len(pk))
+	for i, c := range pk {
+		lits[i] = quoteLiteral(c)
 	}
-	// The same derivations as audit.seal and audit.capture_excluding: excluded columns leave the
-	// images but a change to them is named; changed_columns are the keys that differ (all keys
-	// for an insert or delete), sorted bytewise.
+	return deriveQuery(source, "ARRAY["+strings.Join(lits, ", ")+"]::text[]")
+}
+
+// deriveQuery completes a statement whose source yields, per change in order, u.ord, u.has_old,
+// u.has_new, u.warn and the full images f.bf and f.af (jsonb, NULL when absent). The derivations
+// are audit.seal's and audit.capture_excluding's: excluded columns leave the images but a change
+// to them is named; changed_columns are the keys that differ (all keys for an insert or
+// delete), sorted bytewise; resource_id is the key columns' values joined by commas.
+func deriveQuery(source, pk string) string {
 	return `
 SELECT m.bm::text, m.am::text,
        ARRAY(SELECT k FROM (
                SELECT k FROM jsonb_object_keys(COALESCE(m.bm, '{}') || COALESCE(m.am, '{}')) AS k
                 WHERE m.bm IS NULL OR m.am IS NULL OR m.bm -> k IS DISTINCT FROM m.am -> k
                UNION ALL SELECT unnest(m.ec)) AS s(k) ORDER BY k COLLATE "C"),
-       ` + rid + `,
+       (SELECT string_agg(COALESCE(m.af, m.bf) ->> k.c, ',' ORDER BY k.o) FROM unnest(` + pk + `) WITH ORDINALITY AS k(c, o)),
        NULLIF(jsonb_strip_nulls(jsonb_build_object(
          'excluded_columns_changed', CASE WHEN cardinality(m.ec) > 0 THEN to_jsonb(m.ec) END,
          'capture_warning', u.warn)), '{}')::text
-  FROM unnest($1::bool[], $2::bool[], $4::text[]` + params.String() + `) WITH ORDINALITY AS u(has_old, has_new, warn, ` + cols.String() + `ord)
-  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + olds.String() + `) x) b
-  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + news.String() + `) x) a
-  CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN b.j END AS bf, CASE WHEN u.has_new THEN a.j END AS af) f
+  FROM ` + source + `
   CROSS JOIN LATERAL (SELECT f.bf, f.af, f.bf - $3::text[] AS bm, f.af - $3::text[] AS am,
                              CASE WHEN u.has_old AND u.has_new THEN
                                ARRAY(SELECT c FROM unnest($3::text[]) AS c WHERE f.bf -> c IS DISTINCT FROM f.af -> c) ELSE '{}' END AS ec) m
  ORDER BY u.ord`
 }
 
+// textImagesQuery is imagesQuery for row images that do not convert to their types (a value a
+// domain's newer constraint refuses, a type dropped since): each value is kept as its text, so
+// that no value stops the trail. Parameters: $1-$4 as for imagesQuery, $5 the column names, $6
+// and $7 the old and new images as text[][] (a row per change), $8 the key columns.
+var textImagesQuery = deriveQuery(`generate_series(1, cardinality($1::bool[])) AS g(ord)
+  CROSS JOIN LATERAL (SELECT g.ord, ($1::bool[])[g.ord] AS has_old, ($2::bool[])[g.ord] AS has_new, ($4::text[])[g.ord] AS warn) u
+  CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN jsonb_object($5::text[], ARRAY(SELECT unnest(($6::text[])[u.ord:u.ord]))) END AS bf,
+                             CASE WHEN u.has_new THEN jsonb_object($5::text[], ARRAY(SELECT unnest(($7::text[])[u.ord:u.ord]))) END AS af) f`, "$8::text[]")
+
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
-// images fills the fields PostgreSQL derives for changes of one table (never TRUNCATE).
-func (s *Stream) images(ctx context.Context, q querier, t *walTable, changes []*change, events []*pgtrail.Event) error {
+// images fills the fields PostgreSQL derives for changes of one table (never TRUNCATE). When a
+// change's images do not convert to their types, that change's images are built from the column
+// texts instead, and flagged: no value stops the trail.
+func (s *Stream) images(ctx context.Context, tx pgx.Tx, t *walTable, changes []*change, events []*pgtrail.Event) error {
+	err := s.typedImages(ctx, tx, t, changes, events, "")
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	for k := range changes {
+		err := s.typedImages(ctx, tx, t, changes[k:k+1], events[k:k+1], "")
+		if err == nil {
+			continue
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			return err
+		}
+		s.log.Warn("a row image does not convert to its column types; keeping its values as text", "table", t.name, "err", pgErr.Message)
+		if err := s.typedImages(ctx, tx, t, changes[k:k+1], events[k:k+1], pgErr.Message); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// typedImages runs imagesQuery for changes inside a savepoint of tx, or, with failure set (the
+// error imagesQuery gave), textImagesQuery.
+func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, changes []*change, events []*pgtrail.Event, failure string) error {
 	n := len(t.rel.Columns)
 	hasOld, hasNew, warn := make([]bool, len(changes)), make([]bool, len(changes)), make([]*string, len(changes))
 	cols := make([][]*string, 2*n)
@@ -184,6 +220,9 @@ func (s *Stream) images(ctx context.Context, q querier, t *walTable, changes []*
 		if c.oldKey {
 			w = append(w, warnOldImage)
 		}
+		if failure != "" {
+			w = append(w, warnText+failure)
+		}
 		if len(w) > 0 {
 			joined := strings.Join(w, "; ")
 			warn[k] = &joined
@@ -197,35 +236,66 @@ func (s *Stream) images(ctx context.Context, q querier, t *walTable, changes []*
 			}
 		}
 	}
-	args := []any{hasOld, hasNew, t.exclude, warn}
-	for _, c := range cols {
-		args = append(args, c)
-	}
-	rows, err := q.Query(ctx, t.query, args...)
-	if err != nil {
-		return fmt.Errorf("build row images of %s: %w", t.name, err)
-	}
-	defer rows.Close()
-	k := 0
-	for rows.Next() {
-		e := events[k]
-		if err := rows.Scan(&e.BeforeState, &e.AfterState, &e.ChangedColumns, &e.ResourceID, &e.Details); err != nil {
-			return fmt.Errorf("build row images of %s: %w", t.name, err)
+	query, args := t.query, []any{hasOld, hasNew, t.exclude, warn}
+	if failure == "" {
+		for _, c := range cols {
+			args = append(args, c)
 		}
-		k++
+	} else {
+		names := make([]string, n)
+		for i, c := range t.rel.Columns {
+			names[i] = c.Name
+		}
+		old, new := make([][]*string, len(changes)), make([][]*string, len(changes))
+		for k := range changes {
+			old[k], new[k] = make([]*string, n), make([]*string, n)
+			for i := 0; i < n; i++ {
+				old[k][i], new[k][i] = cols[i][k], cols[n+i][k]
+			}
+		}
+		query, args = textImagesQuery, append(args, names, old, new, t.pk)
 	}
-	if err := rows.Err(); err != nil {
+	if _, err := tx.Exec(ctx, "SAVEPOINT images"); err != nil {
 		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
-	if k != len(changes) {
-		return fmt.Errorf("build row images of %s: %d rows for %d changes", t.name, k, len(changes))
+	err := scanImages(ctx, tx, query, args, events)
+	if err != nil {
+		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT images"); rerr != nil {
+			return fmt.Errorf("build row images of %s: %w (then: %v)", t.name, err, rerr)
+		}
+		return fmt.Errorf("build row images of %s: %w", t.name, err)
+	}
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT images"); err != nil {
+		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
 	return nil
 }
 
-// querier runs a query; a pgx.Tx or connection.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+// scanImages runs an images query and scans one row into each event, in order.
+func scanImages(ctx context.Context, tx pgx.Tx, query string, args []any, events []*pgtrail.Event) error {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	k := 0
+	for rows.Next() {
+		if k == len(events) {
+			return fmt.Errorf("more rows than changes")
+		}
+		e := events[k]
+		if err := rows.Scan(&e.BeforeState, &e.AfterState, &e.ChangedColumns, &e.ResourceID, &e.Details); err != nil {
+			return err
+		}
+		k++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if k != len(events) {
+		return fmt.Errorf("%d rows for %d changes", k, len(events))
+	}
+	return nil
 }
 
 // sealWAL chains the changes of txs into audit.events in one transaction, in commit order, and

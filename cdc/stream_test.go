@@ -696,3 +696,31 @@ func TestStream_WALTypeFidelity(t *testing.T) {
 		t.Errorf("verify db: %v %+v\n%s", err, rep.Problems, flagged)
 	}
 }
+
+// TestStream_WALPoisonImage: the table's owner tightens a domain after a value was stored, so
+// that the value no longer converts to its type when the stream builds the row images. What must
+// survive: that change (its values kept as text, flagged) and every change after it.
+func TestStream_WALPoisonImage(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE DOMAIN small AS int;
+		CREATE TABLE gauges (id int PRIMARY KEY, level small, note text);
+		SELECT audit.enable('gauges', '{}', NULL, 'wal');
+		INSERT INTO gauges VALUES (1, 100, 'a');
+		ALTER DOMAIN small ADD CONSTRAINT under_ten CHECK (VALUE < 10) NOT VALID`)
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `UPDATE gauges SET note = 'b' WHERE id = 1`)
+	testdb.Exec(t, f.db, `INSERT INTO gauges VALUES (2, 5, 'after')`)
+	waitChained(t, f.db, "public.gauges", 3)
+	var after, warning string
+	err := f.db.QueryRow(context.Background(), `SELECT
+		(SELECT after_state::text FROM audit.events WHERE resource_type = 'public.gauges' AND action_type = 'UPDATE'),
+		(SELECT details ->> 'capture_warning' FROM audit.events WHERE resource_type = 'public.gauges' AND action_type = 'UPDATE')`).Scan(&after, &warning)
+	if err != nil || after != `{"id": "1", "note": "b", "level": "100"}` || !strings.Contains(warning, "under_ten") {
+		t.Errorf("update entry after %s, warning %q (%v)", after, warning, err)
+	}
+	var next string
+	if err := f.db.QueryRow(context.Background(), `SELECT after_state::text FROM audit.events WHERE resource_type = 'public.gauges' AND resource_id = '2'`).Scan(&next); err != nil || next != `{"id": 2, "note": "after", "level": 5}` {
+		t.Errorf("entry after the poison: %s (%v)", next, err)
+	}
+	waitArchived(t, f, 30*time.Second)
+}
