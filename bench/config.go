@@ -43,7 +43,7 @@ type Config struct {
 	Rounds   int           // the scenarios take turns this many times, Duration/Rounds each
 	Warmup   time.Duration // unmeasured pgbench run before each measured round; 0 for none
 	Accounts int           // rows in accounts
-	// Scenarios restricts part 1 to these scenario names (empty: the five compared ones).
+	// Scenarios restricts part 1 to these scenario names (empty: every one but the diagnostics).
 	Scenarios []string
 	// Diagnostics adds, at the highest client count only, the scenarios that take pgtrail apart
 	// (no sealer; no secondary indexes), unless Scenarios names what to run.

@@ -287,6 +287,10 @@ func writeMarkdown(b *strings.Builder, r *Result) {
 			notes = append(notes, fmt.Sprintf("sealer backend %s of a core; up to %s pending at a round's end, sealed within %s s",
 				pct(run.SealerCores), num(float64(run.PendingAtEnd)), sec(run.CatchUp)))
 		}
+		if sc := scenarioByName(run.Scenario); sc != nil && sc.stream && run.Error == "" {
+			notes = append(notes, fmt.Sprintf("CPU per audit event: daemon %.1f µs, walsender %.1f µs; chained and archived within %s s of a round's end",
+				run.StreamCPUPerEventUs, run.WalsenderCPUPerEventUs, sec(run.CatchUp)))
+		}
 		if run.Failed > 0 {
 			notes = append(notes, fmt.Sprintf("%d failed transactions", run.Failed))
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +35,10 @@ const (
 	ScenarioPlain   = "plain"
 	ScenarioNaive   = "naive"
 	ScenarioPgtrail = "pgtrail"
+	// What deployments run: the daemon streaming to a file archive beside the workload.
+	ScenarioPgtrailStream = "pgtrail-trigger-stream" // trigger capture; the stream seals and archives
+	ScenarioPgtrailWAL    = "pgtrail-wal-stream"     // WAL capture; the stream chains and archives
+	ScenarioPgtrailWALHot = "pgtrail-wal-hot-path"   // WAL capture with nothing reading the slot during the run
 )
 
 // Diagnostic scenarios: not run unless named in Config.Scenarios. They take pgtrail apart to
@@ -55,14 +60,29 @@ type scenario struct {
 	sealer bool
 	// pending: the scenario writes audit.pending (pgtrail); what is left is sealed after the warm-up.
 	pending bool
+	// stream runs `pgtrail stream` to a file archive beside the workload (it seals too); after
+	// each round it is waited for until it has chained and archived everything.
+	stream bool
+	// wal: the tables are audited in mode wal (the slot is dropped with the round's database).
+	wal bool
 	// diagnostic scenarios run only when named.
 	diagnostic bool
 }
 
-// installPgtrail migrates the database and audits both tables with the pgtrail binary.
+// installPgtrail migrates the database and audits both tables with the pgtrail binary, in mode
+// trigger.
 func installPgtrail(ctx context.Context, w *writeBench, db string) error {
+	return installMode(ctx, w, db, "trigger")
+}
+
+// installPgtrailWAL is installPgtrail in mode wal (enable creates the slot).
+func installPgtrailWAL(ctx context.Context, w *writeBench, db string) error {
+	return installMode(ctx, w, db, "wal")
+}
+
+func installMode(ctx context.Context, w *writeBench, db, mode string) error {
 	env := append(os.Environ(), "DATABASE_URL="+w.cl.url(db))
-	for _, args := range [][]string{{"migrate", "up"}, {"enable", "public.accounts"}, {"enable", "public.payments"}} {
+	for _, args := range [][]string{{"migrate", "up"}, {"enable", "public.accounts", "--mode", mode}, {"enable", "public.payments", "--mode", mode}} {
 		if _, err := runCapture(ctx, env, w.t.pgtrail, args...); err != nil {
 			return err
 		}
@@ -88,6 +108,12 @@ var scenarios = []*scenario{
 		}},
 	{name: ScenarioPgtrail, label: "pgtrail (capture trigger → audit.pending; sealer every 200 ms)",
 		setup: installPgtrail, sealer: true, pending: true},
+	{name: ScenarioPgtrailStream, label: "pgtrail trigger mode, pgtrail stream sealing and archiving to a directory",
+		setup: installPgtrail, stream: true, pending: true},
+	{name: ScenarioPgtrailWAL, label: "pgtrail WAL mode, pgtrail stream chaining and archiving to a directory",
+		setup: installPgtrailWAL, stream: true, wal: true},
+	{name: ScenarioPgtrailWALHot, label: "pgtrail WAL mode, hot path alone (nothing reads the slot during the run)",
+		setup: installPgtrailWAL, wal: true},
 	{name: ScenarioPgtrailNoSealer, label: "diagnostic: pgtrail capture only (no sealer during the run)",
 		setup: installPgtrail, pending: true, diagnostic: true},
 	{name: ScenarioPgtrailNoIndex, label: "diagnostic: pgtrail without the 4 secondary indexes of audit.events",
@@ -133,7 +159,11 @@ type WriteRun struct {
 	// pgtrail only.
 	SealerCores  float64 `json:"sealer_cores,omitempty"`      // the sealer's backend, in cores, during the runs
 	PendingAtEnd int64   `json:"pending_at_end,omitempty"`    // most entries left pending when a round ended
-	CatchUp      float64 `json:"sealer_catch_up_s,omitempty"` // longest wait after a round until pending was empty
+	CatchUp      float64 `json:"sealer_catch_up_s,omitempty"` // longest wait after a round until pending was empty (stream: until chained and archived)
+	// Stream scenarios: CPU per audit event of the daemon's process and of the walsender
+	// decoding for it, over the runs and their catch-up.
+	StreamCPUPerEventUs    float64 `json:"stream_cpu_per_event_us,omitempty"`
+	WalsenderCPUPerEventUs float64 `json:"walsender_cpu_per_event_us,omitempty"`
 	// Share of the no-audit TPS at the same client count.
 	Share   float64 `json:"share"`
 	Skipped string  `json:"skipped,omitempty"`
@@ -144,6 +174,9 @@ type WriteRun struct {
 	busySum   float64   // machine busy × seconds
 	sealerCPU float64   // seconds
 	latencies []float64 // ms, every round's transactions
+
+	streamCPU, walsenderCPU float64 // seconds, stream scenarios
+	events                  int64   // audit events of the workload's tables, stream scenarios
 }
 
 // WriteResult is part 1.
@@ -244,6 +277,10 @@ func (r *WriteRun) finish() {
 	r.WALPerTx = r.walBytes / float64(r.Transactions)
 	r.MachineBusy = r.busySum / r.seconds
 	r.SealerCores = r.sealerCPU / r.seconds
+	if r.events > 0 {
+		r.StreamCPUPerEventUs = r.streamCPU / float64(r.events) * 1e6
+		r.WalsenderCPUPerEventUs = r.walsenderCPU / float64(r.events) * 1e6
+	}
 	r.MeanMs = mean(r.latencies)
 	r.P99Ms = percentile(r.latencies, 99)
 	r.latencies = nil
@@ -301,11 +338,15 @@ func (w *writeBench) round(ctx context.Context, sc *scenario, run *WriteRun, d t
 		"CREATE DATABASE "+db+" TEMPLATE "+templateDB); err != nil {
 		return 0, err
 	}
+	dbName := "bench_" + sc.name
 	defer func() {
-		derr := w.cl.exec(context.Background(), "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+		// A database with a replication slot cannot be dropped: the slot goes first (the
+		// stream, deferred after this, has stopped by then).
+		derr := w.cl.exec(context.Background(), "postgres",
+			"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = "+quoteLiteral(dbName),
+			"DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
 		err = errors.Join(err, derr)
 	}()
-	dbName := "bench_" + sc.name
 	if sc.setup != nil {
 		if err := sc.setup(ctx, w, dbName); err != nil {
 			return 0, fmt.Errorf("set up %s: %w", sc.name, err)
@@ -348,6 +389,32 @@ func (w *writeBench) round(ctx context.Context, sc *scenario, run *WriteRun, d t
 		}
 	}
 
+	var stream *proc
+	if sc.stream {
+		env := append(os.Environ(), "DATABASE_URL="+w.cl.urlWithApp(dbName, "pgtrail-bench-stream"))
+		arch := filepath.Join(w.dir, "archive-"+name)
+		stream, err = startProc(ctx, filepath.Join(w.dir, "stream-"+name+".log"), nil, env,
+			w.t.pgtrail, "stream", "--archive", "file://"+arch, "--retention", "0", "--seal-interval", "200ms")
+		if err != nil {
+			return 0, err
+		}
+		defer func() {
+			if _, serr := stream.stop(60 * time.Second); serr != nil && ctx.Err() == nil {
+				err = errors.Join(err, fmt.Errorf("stream: %w", serr))
+			}
+		}()
+		if err := waitFor(ctx, 15*time.Second, 50*time.Millisecond, func() (bool, error) {
+			if stream.exited() {
+				return false, errors.New("pgtrail stream exited early; see its log")
+			}
+			var active bool
+			err := conn.QueryRow(ctx, `SELECT COALESCE((SELECT active FROM pg_replication_slots WHERE database = current_database()), false)`).Scan(&active)
+			return active, err
+		}); err != nil {
+			return 0, fmt.Errorf("wait for the stream's slot: %w", err)
+		}
+	}
+
 	define := []string{"-D", "accounts=" + strconv.Itoa(w.cfg.Accounts)}
 	if w.cfg.Warmup > 0 {
 		args := append(pgbenchArgs(run.Clients, w.cfg.Warmup, w.script, ""), define...)
@@ -356,9 +423,19 @@ func (w *writeBench) round(ctx context.Context, sc *scenario, run *WriteRun, d t
 		}
 	}
 	switch {
+	case stream != nil:
+		if _, err := drainStream(ctx, conn, sc.pending, 120*time.Second); err != nil {
+			return 0, fmt.Errorf("stream after warm-up: %w", err)
+		}
 	case sealer != nil:
 		if _, err := drainPending(ctx, conn, 60*time.Second); err != nil {
 			return 0, fmt.Errorf("sealer after warm-up: %w", err)
+		}
+	case sc.wal:
+		// Nothing reads the slot during the run: what the warm-up left is chained here.
+		env := append(os.Environ(), "DATABASE_URL="+w.cl.url(dbName))
+		if _, err := runCapture(ctx, env, w.t.pgtrail, "seal", "--once"); err != nil {
+			return 0, fmt.Errorf("seal after warm-up: %w", err)
 		}
 	case sc.pending:
 		env := append(os.Environ(), "DATABASE_URL="+w.cl.url(dbName))
@@ -378,6 +455,18 @@ func (w *writeBench) round(ctx context.Context, sc *scenario, run *WriteRun, d t
 	var sealCPU0 time.Duration
 	if sealerPID != 0 {
 		sealCPU0, _ = procCPU(sealerPID)
+	}
+	// The stream's CPU: the daemon's process and the server's walsender decoding for it.
+	var streamCPU0, walsenderCPU0 time.Duration
+	var walsenderPID int
+	if stream != nil {
+		streamCPU0, _ = procCPU(stream.pid())
+		if err := conn.QueryRow(ctx, `SELECT COALESCE((SELECT active_pid FROM pg_replication_slots WHERE database = current_database()), 0)`).Scan(&walsenderPID); err != nil {
+			return 0, err
+		}
+		if walsenderPID != 0 {
+			walsenderCPU0, _ = procCPU(walsenderPID)
+		}
 	}
 	start := time.Now()
 	prefix := filepath.Join(w.dir, "pgbench-"+name)
@@ -409,6 +498,26 @@ func (w *writeBench) round(ctx context.Context, sc *scenario, run *WriteRun, d t
 	var walBytes float64
 	if err := conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8", lsn0).Scan(&walBytes); err != nil {
 		return 0, err
+	}
+	if stream != nil {
+		// The daemon's and walsender's CPU over the run and its catch-up: all the chaining and
+		// archiving of what the round wrote.
+		if catchUp, err = drainStream(ctx, conn, sc.pending, 180*time.Second); err != nil {
+			return 0, fmt.Errorf("stream after the run: %w", err)
+		}
+		if c, err := procCPU(stream.pid()); err == nil {
+			run.streamCPU += (c - streamCPU0).Seconds()
+		}
+		if walsenderPID != 0 {
+			if c, err := procCPU(walsenderPID); err == nil {
+				run.walsenderCPU += (c - walsenderCPU0).Seconds()
+			}
+		}
+		var events int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit.events WHERE resource_type IN ('public.accounts', 'public.payments')`).Scan(&events); err != nil {
+			return 0, err
+		}
+		run.events += events
 	}
 
 	// pgbench's TPS leaves out connection time; the measured seconds follow from it.
@@ -446,6 +555,32 @@ func drainPending(ctx context.Context, conn *pgx.Conn, timeout time.Duration) (t
 	})
 	return time.Since(start), err
 }
+
+// drainStream waits until the stream has chained and archived everything written so far (the
+// slot confirmed the WAL end, and with trigger capture audit.pending is empty) and returns how
+// long that took.
+func drainStream(ctx context.Context, conn *pgx.Conn, pending bool, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if pending {
+		// Sealed first: the entries the sealer appends are then in the WAL before the target.
+		if _, err := drainPending(ctx, conn, timeout); err != nil {
+			return 0, err
+		}
+	}
+	var target string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&target); err != nil {
+		return 0, err
+	}
+	err := waitFor(ctx, timeout, 50*time.Millisecond, func() (bool, error) {
+		var done bool
+		err := conn.QueryRow(ctx, `SELECT COALESCE((SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE database = current_database()), false)`,
+			target).Scan(&done)
+		return done, err
+	})
+	return time.Since(start), err
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // computeShares sets each run's share of the no-audit TPS at its client count.
 func computeShares(runs []*WriteRun) {

@@ -3,16 +3,37 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtrail/pgtrail/cdc"
 )
 
 func runEnable(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "enable", "enable TABLE [--exclude-columns a,b]")
+	fs := newFlagSet(e, "enable", `enable TABLE [--mode wal|trigger] [--exclude-columns a,b] [--pii-columns c,d]
+
+Capture modes:
+  wal      the write-ahead log witnesses every change: no trigger on the table's rows, so a change
+           made with triggers disabled (even by a superuser) still reaches the trail, flagged.
+           The table gets REPLICA IDENTITY FULL; pgtrail stream chains its changes. Needs
+           wal_level = logical and the replication slot, which enable creates (REPLICATION or
+           superuser). Before PostgreSQL 17 a logical slot does not survive a failover.
+  trigger  a row trigger writes each change to audit.pending in the writer's transaction: survives
+           a failover to a physical standby; the sealer (stream or seal) chains it.
+
+Examples:
+  pgtrail enable public.accounts
+  pgtrail enable users --exclude-columns password_hash --pii-columns email,phone
+  pgtrail enable payments --mode trigger`)
 	var db dbFlags
 	db.register(fs)
 	exclude := fs.String("exclude-columns", "", "comma-separated columns never written to the trail (e.g. password hashes); a change to them is still recorded, without values")
 	pii := fs.String("pii-columns", "", "comma-separated columns masked for pgtrail_reader (e.g. email,phone); pgtrail_auditor sees them")
+	mode := fs.String("mode", "", "capture mode: wal or trigger (default: the table's mode when already audited, else wal)")
+	slot := fs.String("slot", cdc.DefaultSlot, "with mode wal: the replication slot pgtrail stream reads, created when missing")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -22,36 +43,85 @@ func runEnable(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return notRun(fmt.Errorf("expected exactly one table name"))
 	}
+	if *mode != "" && *mode != "wal" && *mode != "trigger" {
+		return notRun(fmt.Errorf("--mode must be wal or trigger, not %q", *mode))
+	}
 	cols, piiCols := splitList(*exclude), splitList(*pii)
 	conn, err := db.connect(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	// The name goes to PostgreSQL as a parameter and is resolved by regclass: no quoting here.
-	// With PII columns, the three-argument audit.enable sets both in one transaction.
-	q := "SELECT audit.enable($1::text::regclass, $2::text[]), audit.table_name($1::text::regclass)"
-	args2 := []any{pos[0], cols}
-	if len(piiCols) > 0 {
-		q = "SELECT audit.enable($1::text::regclass, $2::text[], $3::text[]), audit.table_name($1::text::regclass)"
-		args2 = append(args2, piiCols)
+	if *mode == "" {
+		err := conn.QueryRow(ctx, `SELECT COALESCE((SELECT mode FROM audit.audited_tables WHERE relid = $1::text::regclass), 'wal')`, pos[0]).Scan(mode)
+		if err != nil {
+			return fmt.Errorf("%s: %w", pos[0], err)
+		}
 	}
-	var name string
-	if err := conn.QueryRow(ctx, q, args2...).Scan(nil, &name); err != nil {
+	created := false
+	if *mode == "wal" {
+		if created, err = ensureSlot(ctx, conn, *slot); err != nil {
+			return err
+		}
+	}
+	// The name goes to PostgreSQL as a parameter and is resolved by regclass: no quoting here.
+	// PII columns NULL: left as they are.
+	var piiArg any
+	if len(piiCols) > 0 {
+		piiArg = piiCols
+	}
+	var name, identity string
+	err = conn.QueryRow(ctx, `SELECT audit.enable($1::text::regclass, $2::text[], $3::text[], $4), audit.table_name($1::text::regclass)`,
+		pos[0], cols, piiArg, *mode).Scan(nil, &name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	// Read after the change: a statement sees the catalog as it was when it started.
+	err = conn.QueryRow(ctx, `SELECT CASE relreplident WHEN 'f' THEN 'full' WHEN 'd' THEN 'default' WHEN 'n' THEN 'nothing' ELSE 'index' END
+	                            FROM pg_class WHERE oid = $1::text::regclass`, pos[0]).Scan(&identity)
+	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(map[string]any{"table": name, "enabled": true, "exclude_columns": cols, "pii_columns": piiCols})
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"table": name, "enabled": true, "mode": *mode, "replica_identity": identity,
+			"slot_created": created, "exclude_columns": cols, "pii_columns": piiCols})
 	}
-	fmt.Fprintf(e.stdout, "auditing %s", name)
+	if created {
+		fmt.Fprintf(e.stdout, "created replication slot %s: pgtrail stream (or seal --once) chains the changes it keeps\n", *slot)
+	}
+	fmt.Fprintf(e.stdout, "auditing %s in mode %s", name, *mode)
+	if *mode == "wal" {
+		fmt.Fprintf(e.stdout, " (replica identity %s: the WAL logs whole old rows)", identity)
+	}
 	if len(cols) > 0 {
-		fmt.Fprintf(e.stdout, " (excluding %s)", strings.Join(cols, ", "))
+		fmt.Fprintf(e.stdout, ", excluding %s", strings.Join(cols, ", "))
 	}
 	if len(piiCols) > 0 {
-		fmt.Fprintf(e.stdout, " (masking %s for readers)", strings.Join(piiCols, ", "))
+		fmt.Fprintf(e.stdout, ", masking %s for readers", strings.Join(piiCols, ", "))
 	}
 	fmt.Fprintln(e.stdout)
 	return nil
+}
+
+// ensureSlot creates the logical replication slot WAL capture needs unless the database has it,
+// and reports whether it did. It must exist before a table's first change in mode wal, or the
+// change never reaches the trail.
+func ensureSlot(ctx context.Context, conn *pgx.Conn, slot string) (bool, error) {
+	var db string
+	err := conn.QueryRow(ctx, `SELECT database FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&db)
+	if err == nil {
+		if db != conn.Config().Database {
+			return false, notRun(fmt.Errorf("replication slot %s belongs to database %s: choose another --slot", slot, db))
+		}
+		return false, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("check slot %s: %w", slot, err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
+		return false, fmt.Errorf("create replication slot %s (needs the REPLICATION attribute or a superuser; or use --mode trigger): %w", slot, err)
+	}
+	return true, nil
 }
 
 func runDisable(ctx context.Context, e *env, args []string) error {

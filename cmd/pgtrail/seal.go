@@ -7,17 +7,19 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pgtrail/pgtrail/cdc"
 	"github.com/pgtrail/pgtrail/chain"
 )
 
 func runSeal(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "seal", "seal [--once] [--interval 200ms] [--batch 50000]")
+	fs := newFlagSet(e, "seal", "seal [--once] [--interval 200ms] [--batch 50000]\n\n--once returns when every change committed before it started is chained: tables in mode trigger\nfrom audit.pending, tables in mode wal from the replication slot (waiting for a running pgtrail\nstream, or doing its work when none runs). Without --once, it seals audit.pending in a loop.")
 	var db dbFlags
 	db.register(fs)
 	once := fs.Bool("once", false, "seal what is ready, print how many, and exit")
 	interval := fs.Duration("interval", chain.DefaultInterval, "how often to seal (the tamper window of unsealed entries)")
 	batch := fs.Int("batch", chain.DefaultBatch, "most entries chained per transaction")
 	asJSON := fs.Bool("json", false, "with --once: print the result as JSON")
+	slot := fs.String("slot", cdc.DefaultSlot, "with --once: the replication slot of tables in mode wal (as pgtrail stream --slot)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -30,7 +32,25 @@ func runSeal(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer conn.Close(ctx)
-		n, err := chain.SealOnce(ctx, conn, *batch)
+		// Tables in mode 'wal': their changes are in the slot, chained by the stream (or here,
+		// when none runs). Then what trigger capture and audit.log_event left in audit.pending.
+		var n int64
+		var wal bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.audited_tables WHERE mode = 'wal')`).Scan(&wal); err != nil {
+			return fmt.Errorf("read capture modes (is the schema at version 6? pgtrail migrate up): %w", err)
+		}
+		if wal {
+			cfg, err := db.config(e)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if n, err = cdc.SealOnce(ctx, cdc.Config{ConnConfig: cfg, Slot: *slot, Publication: cdc.DefaultPublication, Logger: log}); err != nil {
+				return err
+			}
+		}
+		m, err := chain.SealOnce(ctx, conn, *batch)
+		n += m
 		if err != nil {
 			return err
 		}

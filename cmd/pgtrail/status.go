@@ -21,6 +21,22 @@ type statusReport struct {
 	Pending          int64           `json:"pending"`
 	OldestPendingAge *float64        `json:"oldest_pending_age_seconds"`
 	Partitions       []partitionInfo `json:"partitions"`
+	// Slots are the logical replication slots of this database (WAL capture and the stream).
+	Slots []slotInfo `json:"slots"`
+}
+
+type slotInfo struct {
+	Name         string  `json:"name"`
+	Active       bool    `json:"active"`
+	ConfirmedLSN *string `json:"confirmed_lsn"`
+	// RetainedWAL is the WAL the slot keeps on the server; CaptureLag is the WAL written since
+	// the position the stream confirmed (chained and archived).
+	RetainedWAL int64 `json:"retained_wal_bytes"`
+	CaptureLag  int64 `json:"capture_lag_bytes"`
+	// FailoverSafe: the slot is synchronized to standbys (PostgreSQL 17+ failover slots). Before
+	// 17 a logical slot does not survive a failover: changes in mode wal not chained yet would be
+	// lost with it.
+	FailoverSafe bool `json:"failover_safe"`
 }
 
 type auditedTable struct {
@@ -29,6 +45,10 @@ type auditedTable struct {
 	EnabledAt      time.Time `json:"enabled_at"`
 	EnabledBy      string    `json:"enabled_by"`
 	TriggerEnabled bool      `json:"trigger_enabled"`
+	// Mode is the capture mode: wal or trigger.
+	Mode string `json:"mode"`
+	// Problem says why capture is not working, "" when it is.
+	Problem string `json:"problem,omitempty"`
 }
 
 type partitionInfo struct {
@@ -83,15 +103,33 @@ SELECT h.seq, h.entry_hash, h.sealed_at, (SELECT count(*) FROM audit.pending),
 	}
 	st.HeadHash = fmt.Sprintf("%x", hash)
 	rows, err := conn.Query(ctx, `
-SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by,
-       COALESCE((SELECT tg.tgenabled <> 'D' FROM pg_trigger tg WHERE tg.tgrelid = t.relid AND tg.tgname = 'pgtrail_capture'), false)
+SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
+       COALESCE((SELECT tg.tgenabled <> 'D' FROM pg_trigger tg WHERE tg.tgrelid = t.relid
+                   AND tg.tgname = CASE t.mode WHEN 'wal' THEN 'pgtrail_context' ELSE 'pgtrail_capture' END), false),
+       CASE WHEN t.mode = 'wal' THEN concat_ws('; ',
+         CASE WHEN NOT EXISTS (SELECT FROM pg_publication_tables p WHERE p.pubname = 'pgtrail'
+                                 AND format('%I.%I', p.schemaname, p.tablename)::regclass = t.relid)
+              THEN 'NOT IN PUBLICATION pgtrail: its changes do not reach the trail' END,
+         CASE WHEN (SELECT c.relreplident FROM pg_class c WHERE c.oid = t.relid) <> 'f'
+              THEN 'REPLICA IDENTITY NOT FULL: before images hold only the key' END,
+         CASE WHEN (SELECT c.relpersistence FROM pg_class c WHERE c.oid = t.relid) = 'u'
+              THEN 'UNLOGGED: its changes never reach the WAL' END) END
   FROM audit.audited_tables t ORDER BY t.table_name`)
 	if err != nil {
 		return nil, permissionOrFail("read audited tables", err)
 	}
 	st.Tables, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (auditedTable, error) {
 		var t auditedTable
-		err := r.Scan(&t.Name, &t.ExcludeColumns, &t.EnabledAt, &t.EnabledBy, &t.TriggerEnabled)
+		var problem *string
+		err := r.Scan(&t.Name, &t.ExcludeColumns, &t.EnabledAt, &t.EnabledBy, &t.Mode, &t.TriggerEnabled, &problem)
+		switch {
+		case problem != nil && *problem != "":
+			t.Problem = *problem
+		case !t.TriggerEnabled && t.Mode == "wal":
+			t.Problem = "CONTEXT TRIGGER DISABLED OR MISSING: changes are captured without who made them"
+		case !t.TriggerEnabled:
+			t.Problem = "TRIGGER DISABLED OR MISSING"
+		}
 		return t, err
 	})
 	if err != nil {
@@ -111,6 +149,23 @@ SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), greatest(c.reltuples, 0)::
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read partitions: %w", err)
+	}
+	rows, err = conn.Query(ctx, `
+SELECT slot_name, active, confirmed_flush_lsn::text,
+       COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
+       COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint,
+       COALESCE((to_jsonb(s) ->> 'failover')::boolean, false)
+  FROM pg_replication_slots s WHERE database = current_database() AND slot_type = 'logical' ORDER BY slot_name`)
+	if err != nil {
+		return nil, fmt.Errorf("read replication slots: %w", err)
+	}
+	st.Slots, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (slotInfo, error) {
+		var s slotInfo
+		err := r.Scan(&s.Name, &s.Active, &s.ConfirmedLSN, &s.RetainedWAL, &s.CaptureLag, &s.FailoverSafe)
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read replication slots: %w", err)
 	}
 	return st, nil
 }
@@ -135,15 +190,32 @@ func printStatus(e *env, st *statusReport) {
 	w.Flush()
 	fmt.Fprintf(e.stdout, "\naudited tables (%d):\n", len(st.Tables))
 	for _, t := range st.Tables {
-		state := "capturing"
-		if !t.TriggerEnabled {
-			state = "TRIGGER DISABLED OR MISSING"
+		state := "capturing (mode " + t.Mode + ")"
+		if t.Problem != "" {
+			state = t.Problem + " (mode " + t.Mode + ")"
 		}
 		excl := ""
 		if len(t.ExcludeColumns) > 0 {
 			excl = " excluding " + strings.Join(t.ExcludeColumns, ", ")
 		}
 		fmt.Fprintf(e.stdout, "  %s: %s%s (since %s by %s)\n", t.Name, state, excl, t.EnabledAt.Format(time.RFC3339), t.EnabledBy)
+	}
+	fmt.Fprintf(e.stdout, "\nreplication slots (%d):\n", len(st.Slots))
+	for _, s := range st.Slots {
+		state := "inactive (no pgtrail stream reading it)"
+		if s.Active {
+			state = "active"
+		}
+		failover := "not failover-safe"
+		if s.FailoverSafe {
+			failover = "failover-safe"
+		}
+		confirmed := "none"
+		if s.ConfirmedLSN != nil {
+			confirmed = *s.ConfirmedLSN
+		}
+		fmt.Fprintf(e.stdout, "  %s: %s, confirmed %s, capture lag %d bytes, retains %d bytes of WAL, %s\n",
+			s.Name, state, confirmed, s.CaptureLag, s.RetainedWAL, failover)
 	}
 	fmt.Fprintf(e.stdout, "\npartitions (%d):\n", len(st.Partitions))
 	for _, p := range st.Partitions {

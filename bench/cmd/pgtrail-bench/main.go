@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 0, "measured pgbench time per scenario and client count, over all rounds (e.g. 30s)")
 	rounds := fs.Int("rounds", 0, "the write scenarios take turns this many times, -duration/-rounds each")
 	warmup := fs.Duration("warmup", -1, "unmeasured pgbench run before each measured one; 0 for none")
-	scenarios := fs.String("scenarios", "", "comma-separated write scenarios: none,pgaudit,plain,naive,pgtrail (default: these), and the diagnostics pgtrail-no-sealer,pgtrail-no-secondary-indexes")
+	scenarios := fs.String("scenarios", "", "comma-separated write scenarios: none,pgaudit,plain,naive,pgtrail,pgtrail-trigger-stream,pgtrail-wal-stream,pgtrail-wal-hot-path (default: these), and the diagnostics pgtrail-no-sealer,pgtrail-no-secondary-indexes")
 	accounts := fs.Int("accounts", 0, "rows in accounts")
 	backlogs := fs.String("backlogs", "", "stream backlog sizes in events, e.g. 250000,1000000")
 	lagRate := fs.Int("lag-rate", 0, "events per second for the lag measurement")
