@@ -3,7 +3,9 @@ package cdc
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -59,10 +61,11 @@ type sessionContext struct {
 type walTable struct {
 	rel     *pglogrepl.RelationMessage
 	name    string   // resource_type: schema.table, quoted where needed
-	types   []string // SQL type of each column, format_type(oid, typmod)
+	types   []uint32 // each column's type and modifier, as the relation message gives them
+	typmods []int32
 	pk      []string
 	exclude []string
-	query   string // imagesQuery for this column list
+	names   []string // the columns
 }
 
 // change is one row change of a walTable, or a TRUNCATE (no images).
@@ -85,96 +88,22 @@ type walTx struct {
 // lookupTable returns the walTable of a relation message, or nil when the relation is not in
 // mode 'wal'.
 func (s *Stream) lookupTable(ctx context.Context, rel *pglogrepl.RelationMessage) (*walTable, error) {
-	oids := make([]uint32, len(rel.Columns))
-	mods := make([]int32, len(rel.Columns))
-	for i, c := range rel.Columns {
-		oids[i], mods[i] = c.DataType, c.TypeModifier
-	}
 	t := &walTable{rel: rel}
+	for _, c := range rel.Columns {
+		t.names = append(t.names, c.Name)
+		t.types, t.typmods = append(t.types, c.DataType), append(t.typmods, c.TypeModifier)
+	}
 	err := s.pool.QueryRow(ctx, `
-		SELECT a.pk_columns, a.exclude_columns, quote_ident($2) || '.' || quote_ident($3),
-		       ARRAY(SELECT format_type(x.oid, NULLIF(x.mod, -1)) FROM unnest($4::oid[], $5::int[]) WITH ORDINALITY AS x(oid, mod, o) ORDER BY x.o)
+		SELECT a.pk_columns, a.exclude_columns, quote_ident($2) || '.' || quote_ident($3)
 		  FROM audit.audited_tables a WHERE a.relid = $1 AND a.mode = 'wal'`,
-		rel.RelationID, rel.Namespace, rel.RelationName, oids, mods).Scan(&t.pk, &t.exclude, &t.name, &t.types)
+		rel.RelationID, rel.Namespace, rel.RelationName).Scan(&t.pk, &t.exclude, &t.name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up relation %s.%s: %w", rel.Namespace, rel.RelationName, err)
 	}
-	t.query = imagesQuery(rel, t.types, t.pk)
 	return t, nil
-}
-
-// imagesQuery builds the statement that turns a batch of row images of one relation into the
-// entries' fields. PostgreSQL does the typing: each column text goes through its type's input
-// function, and to_jsonb of the typed row is exactly what a row trigger's to_jsonb(NEW) gives
-// (arrays, enums, composites, numeric, timestamps, domains). Parameters: $1 has_old bool[],
-// $2 has_new bool[], $3 excluded columns text[], $4 warnings text[], then one text[] per column
-// for the old images and one per column for the new. Identifiers come from the relation message
-// and types from format_type: both are quoted.
-func imagesQuery(rel *pglogrepl.RelationMessage, types, pk []string) string {
-	n := len(rel.Columns)
-	var cols, olds, news, params strings.Builder
-	for i, c := range rel.Columns {
-		if i > 0 {
-			olds.WriteString(", ")
-			news.WriteString(", ")
-		}
-		fmt.Fprintf(&cols, "o%d, ", i)
-		fmt.Fprintf(&olds, "u.o%d::%s AS %s", i, types[i], pgx.Identifier{c.Name}.Sanitize())
-		fmt.Fprintf(&news, "u.n%d::%s AS %s", i, types[i], pgx.Identifier{c.Name}.Sanitize())
-		fmt.Fprintf(&params, ", $%d::text[]", 5+i)
-	}
-	for i := range rel.Columns {
-		fmt.Fprintf(&cols, "n%d, ", i)
-		fmt.Fprintf(&params, ", $%d::text[]", 5+n+i)
-	}
-	source := `unnest($1::bool[], $2::bool[], $4::text[]` + params.String() + `) WITH ORDINALITY AS u(has_old, has_new, warn, ` + cols.String() + `ord)
-  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + olds.String() + `) x) b
-  CROSS JOIN LATERAL (SELECT to_jsonb(x) AS j FROM (SELECT ` + news.String() + `) x) a
-  CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN b.j END AS bf, CASE WHEN u.has_new THEN a.j END AS af) f`
-	lits := make([]string, len(pk))
-	for i, c := range pk {
-		lits[i] = quoteLiteral(c)
-	}
-	return deriveQuery(source, "ARRAY["+strings.Join(lits, ", ")+"]::text[]")
-}
-
-// deriveQuery completes a statement whose source yields, per change in order, u.ord, u.has_old,
-// u.has_new, u.warn and the full images f.bf and f.af (jsonb, NULL when absent). The derivations
-// are audit.seal's and audit.capture_excluding's: excluded columns leave the images but a change
-// to them is named; changed_columns are the keys that differ (all keys for an insert or
-// delete), sorted bytewise; resource_id is the key columns' values joined by commas.
-func deriveQuery(source, pk string) string {
-	return `
-SELECT m.bm::text, m.am::text,
-       ARRAY(SELECT k FROM (
-               SELECT k FROM jsonb_object_keys(COALESCE(m.bm, '{}') || COALESCE(m.am, '{}')) AS k
-                WHERE m.bm IS NULL OR m.am IS NULL OR m.bm -> k IS DISTINCT FROM m.am -> k
-               UNION ALL SELECT unnest(m.ec)) AS s(k) ORDER BY k COLLATE "C"),
-       (SELECT string_agg(COALESCE(m.af, m.bf) ->> k.c, ',' ORDER BY k.o) FROM unnest(` + pk + `) WITH ORDINALITY AS k(c, o)),
-       NULLIF(jsonb_strip_nulls(jsonb_build_object(
-         'excluded_columns_changed', CASE WHEN cardinality(m.ec) > 0 THEN to_jsonb(m.ec) END,
-         'capture_warning', u.warn)), '{}')::text
-  FROM ` + source + `
-  CROSS JOIN LATERAL (SELECT f.bf, f.af, f.bf - $3::text[] AS bm, f.af - $3::text[] AS am,
-                             CASE WHEN u.has_old AND u.has_new THEN
-                               ARRAY(SELECT c FROM unnest($3::text[]) AS c WHERE f.bf -> c IS DISTINCT FROM f.af -> c) ELSE '{}' END AS ec) m
- ORDER BY u.ord`
-}
-
-// textImagesQuery is imagesQuery for row images that do not convert to their types (a value a
-// domain's newer constraint refuses, a type dropped since): each value is kept as its text, so
-// that no value stops the trail. Parameters: $1-$4 as for imagesQuery, $5 the column names, $6
-// and $7 the old and new images as text[][] (a row per change), $8 the key columns.
-var textImagesQuery = deriveQuery(`generate_series(1, cardinality($1::bool[])) AS g(ord)
-  CROSS JOIN LATERAL (SELECT g.ord, ($1::bool[])[g.ord] AS has_old, ($2::bool[])[g.ord] AS has_new, ($4::text[])[g.ord] AS warn) u
-  CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN jsonb_object($5::text[], ARRAY(SELECT unnest(($6::text[])[u.ord:u.ord]))) END AS bf,
-                             CASE WHEN u.has_new THEN jsonb_object($5::text[], ARRAY(SELECT unnest(($7::text[])[u.ord:u.ord]))) END AS af) f`, "$8::text[]")
-
-func quoteLiteral(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
 // images fills the fields PostgreSQL derives for changes of one table (never TRUNCATE). When a
@@ -207,10 +136,9 @@ func (s *Stream) images(ctx context.Context, tx pgx.Tx, t *walTable, changes []*
 func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, changes []*change, events []*pgtrail.Event, failure string) error {
 	n := len(t.rel.Columns)
 	hasOld, hasNew, warn := make([]bool, len(changes)), make([]bool, len(changes)), make([]*string, len(changes))
-	cols := make([][]*string, 2*n)
-	for i := range cols {
-		cols[i] = make([]*string, len(changes))
-	}
+	// Per change, the texts of every column (NULLs where there is no image: the arrays are
+	// two-dimensional, so every row has every column).
+	old, new := make([][]*string, len(changes)), make([][]*string, len(changes))
 	for k, c := range changes {
 		hasOld[k], hasNew[k] = c.old != nil, c.new != nil
 		var w []string
@@ -227,35 +155,15 @@ func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, change
 			joined := strings.Join(w, "; ")
 			warn[k] = &joined
 		}
-		for i := 0; i < n; i++ {
-			if c.old != nil {
-				cols[i][k] = c.old[i]
-			}
-			if c.new != nil {
-				cols[n+i][k] = c.new[i]
-			}
-		}
+		old[k], new[k] = make([]*string, n), make([]*string, n)
+		copy(old[k], c.old)
+		copy(new[k], c.new)
 	}
-	query, args := t.query, []any{hasOld, hasNew, t.exclude, warn}
-	if failure == "" {
-		for _, c := range cols {
-			args = append(args, c)
-		}
-	} else {
-		names := make([]string, n)
-		for i, c := range t.rel.Columns {
-			names[i] = c.Name
-		}
-		old, new := make([][]*string, len(changes)), make([][]*string, len(changes))
-		for k := range changes {
-			old[k], new[k] = make([]*string, n), make([]*string, n)
-			for i := 0; i < n; i++ {
-				old[k][i], new[k][i] = cols[i][k], cols[n+i][k]
-			}
-		}
-		query, args = textImagesQuery, append(args, names, old, new, t.pk)
-	}
-	if _, err := tx.Exec(ctx, "SAVEPOINT images"); err != nil {
+	// audit.row_images runs the table owner's code (domain checks, casts) as a role with no
+	// rights; the timeout keeps that code from holding up the trail.
+	query := `SELECT * FROM audit.row_images($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	args := []any{t.types, t.typmods, t.names, t.exclude, t.pk, hasOld, hasNew, warn, old, new, failure == ""}
+	if _, err := tx.Exec(ctx, "SAVEPOINT images; SET LOCAL statement_timeout = '30s'"); err != nil {
 		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
 	err := scanImages(ctx, tx, query, args, events)
@@ -265,7 +173,7 @@ func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, change
 		}
 		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
-	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT images"); err != nil {
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT images; SET LOCAL statement_timeout = 0"); err != nil {
 		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
 	return nil
@@ -473,14 +381,44 @@ func (s *Stream) entries(ctx context.Context, q pgx.Tx, txs []walTx, next uint64
 	return events, nil
 }
 
-// decodeContext reads a context message; a message that does not parse gives no context (its
-// changes are flagged), never an error: any session can emit messages with this prefix.
-func decodeContext(content []byte) *sessionContext {
+// decodeContext reads a context message of the transaction xid: "<json>\n<hex MAC>" (see
+// audit.emit_context). Any session can emit messages with this prefix, so a message whose MAC
+// does not check with key, that is another transaction's, or that does not parse, gives no
+// context: nil, never an error. The transaction's changes then keep the context before it, or
+// none (and are flagged).
+func decodeContext(content []byte, key []byte, xid uint32) *sessionContext {
+	i := bytes.LastIndexByte(content, '\n')
+	if i < 0 || len(key) == 0 {
+		return nil
+	}
+	body, mac := content[:i], content[i+1:]
+	inner := sha256.Sum256(append(append([]byte(nil), key...), body...))
+	want := sha256.Sum256(append(append([]byte(nil), key...), inner[:]...))
+	got := make([]byte, sha256.Size)
+	if n, err := hex.Decode(got, mac); err != nil || n != sha256.Size || !hmac.Equal(got, want[:]) {
+		return nil
+	}
 	var c sessionContext
-	if err := json.Unmarshal(content, &c); err != nil {
+	if err := json.Unmarshal(body, &c); err != nil {
+		return nil
+	}
+	if v, err := strconv.ParseUint(c.XID, 10, 64); err != nil || uint32(v) != xid {
 		return nil
 	}
 	return &c
+}
+
+// contextKey reads the key that authenticates context messages (audit.context_key).
+func (s *Stream) contextKey(ctx context.Context) ([]byte, error) {
+	var key []byte
+	err := s.pool.QueryRow(ctx, `SELECT key FROM audit.context_key WHERE to_regclass('audit.context_key') IS NOT NULL`).Scan(&key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil // schema before version 6: no WAL capture
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read audit.context_key (the stream's role must be a member of pgtrail_sealer): %w", err)
+	}
+	return key, nil
 }
 
 // tupleTexts returns a tuple's column texts; unchanged TOAST values are taken from old (the

@@ -31,6 +31,7 @@ type receiver struct {
 	// and its latest context message, and committed transactions not chained yet. While any
 	// wait, nothing at or after the first of them is acknowledged.
 	walTables map[uint32]*walTable
+	ctxKey    []byte // authenticates context messages
 	txXID     uint32
 	txCommit  time.Time
 	txContext *sessionContext
@@ -316,7 +317,11 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		r.txXID, r.txCommit, r.txContext, r.txChanges = msg.Xid, msg.CommitTime, nil, nil
 	case *pglogrepl.LogicalDecodingMessage:
 		if msg.Transactional && msg.Prefix == contextPrefix {
-			r.txContext = decodeContext(msg.Content)
+			if c := decodeContext(msg.Content, r.ctxKey, r.txXID); c != nil {
+				r.txContext = c
+			} else {
+				r.log.Warn("ignored a context message that is not audit.emit_context's (forged or replayed)", "xid", r.txXID)
+			}
 		}
 	case *pglogrepl.InsertMessage:
 		if t := r.walTables[msg.RelationID]; t != nil {

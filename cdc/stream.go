@@ -168,8 +168,12 @@ func (s *Stream) session(ctx context.Context) error {
 		return fmt.Errorf("start replication: %w", err)
 	}
 	s.log.Info("streaming", "archived_through_seq", s.lastSeq)
+	key, err := s.contextKey(ctx)
+	if err != nil {
+		return err
+	}
 	r := &receiver{Stream: s, repl: repl, target: target, relations: map[uint32]*pglogrepl.RelationMessage{},
-		walTables: map[uint32]*walTable{}, dec: newDecoder()}
+		walTables: map[uint32]*walTable{}, ctxKey: key, dec: newDecoder()}
 	return r.loop(ctx)
 }
 

@@ -566,9 +566,15 @@ func TestStream_WALCapture(t *testing.T) {
 	testdb.Exec(t, f.db, `SET session_replication_role = replica; UPDATE accounts SET owner = 'eve' WHERE id = 1; RESET session_replication_role`)
 	testdb.Exec(t, f.db, `BEGIN; ALTER TABLE accounts DISABLE TRIGGER ALL; UPDATE accounts SET balance = 1000000 WHERE id = 1;
 		ALTER TABLE accounts ENABLE ALWAYS TRIGGER pgtrail_context; COMMIT`)
+	// Any session can emit a message with the context's prefix: a forged one (claiming alice),
+	// after the genuine one or instead of it, must not be believed.
+	forged := `SELECT pg_logical_emit_message(true, 'pgtrail.context', '{"xid": "' || pg_current_xact_id() || '", "db_user": "alice", "actor_id": "alice", "client_addr": "10.9.9.9"}' || E'\n' || repeat('0', 64))`
+	testdb.Exec(t, f.db, `BEGIN; UPDATE accounts SET balance = 2 WHERE id = 1; `+forged+`; UPDATE accounts SET balance = 3 WHERE id = 1; COMMIT`)
+	testdb.Exec(t, f.db, `BEGIN; ALTER TABLE accounts DISABLE TRIGGER pgtrail_context; `+forged+`; UPDATE accounts SET balance = 4 WHERE id = 1;
+		ALTER TABLE accounts ENABLE ALWAYS TRIGGER pgtrail_context; COMMIT`)
 	testdb.Exec(t, f.db, `TRUNCATE accounts`)
 	write(t, f.db, 10, 20, 4)
-	waitChained(t, f.db, "public.accounts", 6+40)
+	waitChained(t, f.db, "public.accounts", 9+40)
 	waitArchived(t, f, 60*time.Second)
 	if err := f.wait(t); err != nil {
 		t.Fatalf("Run after cancel: %v", err)
@@ -588,17 +594,17 @@ func TestStream_WALCapture(t *testing.T) {
 		acts = append(acts, a)
 	}
 	wantActs := []string{"CREATE:alice:1", "CREATE:alice:2", "UPDATE:alice:1", "DELETE:bob:2", "UPDATE:postgres:1",
-		"UPDATE:(unknown):1:flagged", "TRUNCATE:postgres:<nil>"}
+		"UPDATE:(unknown):1:flagged", "UPDATE:postgres:1", "UPDATE:postgres:1", "UPDATE:(unknown):1:flagged", "TRUNCATE:postgres:<nil>"}
 	if strings.Join(acts, " ") != strings.Join(wantActs, " ") {
 		t.Errorf("entries:\n got %v\nwant %v", acts, wantActs)
 	}
-	// The bypass is caught: verify db names the flagged entry, and nothing else.
+	// The bypasses are caught: verify db names the flagged entries, and nothing else.
 	rep, err := verify.DB(context.Background(), f.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Problems) != 1 || rep.Problems[0].Kind != verify.CaptureWarning {
-		t.Errorf("verify db problems = %+v, want one capture_warning", rep.Problems)
+	if len(rep.Problems) != 2 || rep.Problems[0].Kind != verify.CaptureWarning || rep.Problems[1].Kind != verify.CaptureWarning {
+		t.Errorf("verify db problems = %+v, want two capture_warning", rep.Problems)
 	}
 	for _, e := range want {
 		if e.ActionType == "UPDATE" && e.ActorID == "alice" {
@@ -723,4 +729,44 @@ func TestStream_WALPoisonImage(t *testing.T) {
 		t.Errorf("entry after the poison: %s (%v)", next, err)
 	}
 	waitArchived(t, f, 30*time.Second)
+}
+
+// TestStream_WALOwnerCode: the owner of a table in mode wal (a plain role) puts code in its types
+// that the stream runs when it types the row images: a domain CHECK and a cast to json, each
+// trying to make the owner a superuser (directly, and after RESET ROLE) while the stream runs as a
+// superuser. What must hold: the owner gains nothing, and its changes are still in the trail.
+func TestStream_WALOwnerCode(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE ROLE wal_owner_app LOGIN; GRANT CREATE ON SCHEMA public TO wal_owner_app`)
+	owner := testdb.Pool(t, strings.Replace(f.url, "postgres@", "wal_owner_app@", 1))
+	if err := owner.Ping(context.Background()); err != nil {
+		t.Skipf("cannot connect as the owner role with this URL (%v)", err)
+	}
+	testdb.Exec(t, owner, `
+		CREATE FUNCTION public.escalate(v int) RETURNS boolean LANGUAGE plpgsql AS $f$
+		BEGIN
+		  BEGIN EXECUTE 'ALTER ROLE wal_owner_app SUPERUSER'; EXCEPTION WHEN others THEN NULL; END;
+		  BEGIN RESET ROLE; EXECUTE 'ALTER ROLE wal_owner_app SUPERUSER'; EXCEPTION WHEN others THEN NULL; END;
+		  BEGIN SET ROLE postgres; EXECUTE 'ALTER ROLE wal_owner_app SUPERUSER'; EXCEPTION WHEN others THEN NULL; END;
+		  RETURN true;
+		END $f$;
+		CREATE DOMAIN sneaky AS int CHECK (public.escalate(VALUE));
+		CREATE TYPE mood AS ENUM ('sad', 'happy');
+		CREATE FUNCTION public.mood_json(m mood) RETURNS json LANGUAGE plpgsql AS $f$
+		BEGIN PERFORM public.escalate(1); RETURN to_json(m::text); END $f$;
+		CREATE CAST (mood AS json) WITH FUNCTION public.mood_json(mood);
+		CREATE TABLE owned (id int PRIMARY KEY, s sneaky, m mood)`)
+	testdb.Exec(t, f.db, `SELECT audit.enable('owned', '{}', NULL, 'wal')`)
+	f.start(t, f.config(t))
+	testdb.Exec(t, owner, `INSERT INTO owned VALUES (1, 1, 'happy'); UPDATE owned SET m = 'sad'`)
+	waitChained(t, f.db, "public.owned", 2)
+	var super bool
+	if err := f.db.QueryRow(context.Background(), `SELECT rolsuper FROM pg_roles WHERE rolname = 'wal_owner_app'`).Scan(&super); err != nil || super {
+		t.Errorf("the table owner's code ran with the stream's rights: rolsuper = %v (%v)", super, err)
+	}
+	var after string
+	if err := f.db.QueryRow(context.Background(), `SELECT after_state::text FROM audit.events WHERE resource_type = 'public.owned' AND action_type = 'UPDATE'`).Scan(&after); err != nil ||
+		!strings.Contains(after, `"m": "sad"`) {
+		t.Errorf("update entry: %s (%v)", after, err)
+	}
 }

@@ -319,7 +319,7 @@ func TestInvestigationsMigration_DownUp(t *testing.T) {
 
 	// The later migrations go down first and come up again after it, as `migrate to 2` and
 	// `migrate up` would run them.
-	later := []string{"000005_sealer_role", "000004_capture_cost"}
+	later := []string{"000006_wal_capture", "000005_sealer_role", "000004_capture_cost"}
 	var downs, ups []string
 	for _, name := range append(later, "000003_investigations") {
 		down, err := readMigration(name + ".down.sql")

@@ -21,7 +21,7 @@ func TestHostile_OwnerMember(t *testing.T) {
 	testdb.Exec(t, db, `CREATE TABLE accounts (id int PRIMARY KEY, balance int); SELECT audit.enable('accounts');
 		INSERT INTO accounts VALUES (1, 10)`)
 	testdb.Seal(t, db)
-	testdb.Exec(t, db, `CREATE ROLE owner_mallory LOGIN IN ROLE pgtrail_owner`)
+	testdb.Exec(t, db, `CREATE ROLE owner_mallory LOGIN IN ROLE pgtrail_owner; CREATE TABLE hostile_secret (ssn text)`)
 	var before int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM audit.events`).Scan(&before); err != nil {
 		t.Fatal(err)
@@ -57,6 +57,12 @@ func TestHostile_OwnerMember(t *testing.T) {
 		{"DisableConfigLog", `ALTER TABLE audit.pii_columns DISABLE TRIGGER log_change`},
 		{"DropConfigLog", `DROP TRIGGER log_change ON audit.pii_columns`},
 		{"RecordDDLDirectly", `SELECT audit.record_ddl(true)`},
+		// Which tables are audited, and how: owned by the sealer since schema 6.
+		{"UnauditTable", `DELETE FROM audit.audited_tables`},
+		{"ChangeExclusions", `UPDATE audit.audited_tables SET exclude_columns = '{balance}'`},
+		// Publishing a table puts its rows in the trail: not one the member may not read.
+		{"PublishUnreadable", `SELECT audit.publish_table('hostile_secret', true)`},
+		{"PublishTrail", `SELECT audit.publish_table('audit.pending', true)`},
 	}
 	// Revoking the sealer's rights is not refused (PostgreSQL warns that nothing was revoked: only
 	// the owner's grants can be); that sealing still works below shows it had no effect.
@@ -72,7 +78,8 @@ func TestHostile_OwnerMember(t *testing.T) {
 			}
 			refused := pgErr.Code == "42501" || pgErr.Code == "42P01" && strings.Contains(pgErr.Message, "audit") ||
 				strings.Contains(pgErr.Message, "refused") || strings.Contains(pgErr.Message, "must be owner") ||
-				strings.Contains(pgErr.Message, "event trigger")
+				strings.Contains(pgErr.Message, "event trigger") || strings.Contains(pgErr.Message, "may not read") ||
+				strings.Contains(pgErr.Message, "part of pgtrail")
 			if !refused {
 				t.Errorf("%s: err = %v, want a refusal", a.sql, err)
 			}
@@ -174,6 +181,84 @@ func TestHostile_PoisonValues(t *testing.T) {
 	                           FROM audit.events WHERE resource_type = 'public.accounts' OR action_type = 'VIEW_PII'`).Scan(&n, &longest, &after)
 	if err != nil || n != 5 || longest != 1<<20 || !after {
 		t.Errorf("sealed %d entries (want 5), longest value %d (want %d), the entry after them sealed %v (%v)", n, longest, 1<<20, after, err)
+	}
+	rep, err := verify.DB(ctx, db)
+	if err != nil || !rep.Intact() {
+		t.Errorf("verify db: %+v, %v", rep, err)
+	}
+}
+
+// TestHostile_OwnerCodeInCapture: a table's owner (a plain role) gives its enum a cast to json,
+// which capture's to_jsonb(NEW) calls. On schema 5 before this fix capture ran as the trail's
+// owner, and the cast rewrote the trail from inside. The cast now tries the same: delete this
+// transaction's pending entries, append a forged entry, disable a guard. What must hold: every
+// attempt refused, the change captured, the chain intact. Any role also tries to stop the sealer
+// with a reserved key of details that it cannot expand: refused.
+func TestHostile_OwnerCodeInCapture(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `CREATE ROLE cast_app LOGIN; GRANT CREATE ON SCHEMA public TO cast_app`)
+	app := connectAs(t, url, "cast_app")
+	testdb.Exec(t, app, `
+		CREATE TYPE mood AS ENUM ('sad', 'happy');
+		CREATE TABLE public.tried (what text); GRANT INSERT ON public.tried TO PUBLIC;
+		CREATE FUNCTION public.mood_json(m mood) RETURNS json LANGUAGE plpgsql AS $f$
+		DECLARE a text;
+		BEGIN
+		  FOREACH a IN ARRAY ARRAY[
+		    'DELETE FROM audit.pending',
+		    'INSERT INTO audit.events SELECT * FROM audit.events LIMIT 1',
+		    'ALTER TABLE audit.events DISABLE TRIGGER guard',
+		    'UPDATE audit.chain_head SET seq = seq + 1'] LOOP
+		    BEGIN
+		      EXECUTE a;
+		      INSERT INTO public.tried VALUES (a || ' as ' || current_user);
+		    EXCEPTION WHEN others THEN NULL;
+		    END;
+		  END LOOP;
+		  RETURN to_json(m::text);
+		END $f$;
+		CREATE CAST (mood AS json) WITH FUNCTION public.mood_json(mood);
+		CREATE TABLE feelings (id int PRIMARY KEY, m mood)`)
+	testdb.Exec(t, db, `SELECT audit.enable('feelings')`)
+	testdb.Exec(t, app, `INSERT INTO feelings VALUES (1, 'happy'); UPDATE feelings SET m = 'sad'`)
+	testdb.Seal(t, db)
+	var succeeded []string
+	rows, err := db.Query(ctx, `SELECT what FROM public.tried`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var w string
+		rows.Scan(&w)
+		succeeded = append(succeeded, w)
+	}
+	rows.Close()
+	if len(succeeded) > 0 {
+		t.Errorf("the owner's cast changed the trail: %v", succeeded)
+	}
+	if got := readEvents(t, db, "resource_type = 'public.feelings'"); len(got) != 2 || got[1].After["m"] != "sad" {
+		t.Errorf("entries of feelings: %+v", got)
+	}
+	if _, err := app.Exec(ctx, `SELECT audit.log_event('X', 'y', NULL, 'SUCCESS', '{"excluded_columns_changed": 1}')`); err == nil {
+		t.Error("log_event with a scalar excluded_columns_changed: accepted, want refused")
+	}
+	if _, err := app.Exec(ctx, `SELECT audit.log_event('X', 'y', NULL, 'SUCCESS', '{"capture_warning": "forged"}')`); err == nil {
+		t.Error("log_event with capture_warning: accepted, want refused")
+	}
+	// Capture runs as the writer, so the writer may add capture-shaped rows to audit.pending:
+	// none of a shape that makes the sealer fail.
+	for _, bad := range []string{
+		`INSERT INTO audit.pending (action_type, resource_type, outcome, before_state, after_state) VALUES ('UPDATE', 'x', 'SUCCESS', '1', '2')`,
+		`INSERT INTO audit.pending (action_type, resource_type, outcome, txid, occurred_at) VALUES ('UPDATE', 'x', 'SUCCESS', '1', now() - interval '1 year')`,
+	} {
+		if _, err := app.Exec(ctx, bad); err == nil {
+			t.Errorf("as the application: %s: accepted, want refused", bad)
+		}
+	}
+	testdb.Exec(t, app, `INSERT INTO feelings VALUES (2, 'happy')`)
+	if n := testdb.Seal(t, db); n < 1 {
+		t.Errorf("sealed %d entries after the attempts, want the next change", n)
 	}
 	rep, err := verify.DB(ctx, db)
 	if err != nil || !rep.Intact() {

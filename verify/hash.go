@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"hash/maphash"
 	"strconv"
 	"strings"
@@ -44,6 +45,17 @@ type entry struct {
 
 // captureWarningKey marks an entry the stream flagged (see CaptureWarning), as jsonb prints it.
 const captureWarningKey = `"capture_warning": `
+
+// topLevelWarning reports whether details has capture_warning as a top-level key (not inside a
+// value: a VERIFY event names the kinds it found). Parsed only when the key's text is there.
+func topLevelWarning(details string) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(details), &m) != nil {
+		return false
+	}
+	_, ok := m["capture_warning"]
+	return ok
+}
 
 // reorderWindow is how far from its position an entry is searched for when its hash does not match.
 const reorderWindow = 64
@@ -102,7 +114,7 @@ func (h *hasher) hashHex(e *pgtrail.Event, entryHex []byte, out *entry) {
 		out.badHash = true
 	}
 	out.selfOK = !out.badHash && sum == out.entryHash
-	out.warned = e.Details != nil && strings.Contains(*e.Details, captureWarningKey)
+	out.warned = e.Details != nil && strings.Contains(*e.Details, captureWarningKey) && topLevelWarning(*e.Details)
 	if h.cross {
 		out.eventKey = maphash.String(crossSeed, e.EventID)
 		out.content = maphash.Bytes(crossSeed, h.buf[len(e.PrevHash)+seqFieldEnd(e.Seq):])

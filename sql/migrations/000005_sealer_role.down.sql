@@ -10,6 +10,13 @@ ALTER EVENT TRIGGER pgtrail_pii_rename ENABLE;
 ALTER EVENT TRIGGER pgtrail_pii_drop ENABLE;
 
 DROP FUNCTION audit.record_ddl(boolean);
+ALTER FUNCTION audit.capture() SECURITY DEFINER;
+ALTER FUNCTION audit.capture_excluding() SECURITY DEFINER;
+ALTER FUNCTION audit.capture_truncate() SECURITY DEFINER;
+REVOKE INSERT ON audit.pending FROM PUBLIC;
+DROP POLICY capture ON audit.pending;
+ALTER TABLE audit.pending DROP CONSTRAINT details_reserved_keys;
+ALTER TABLE audit.pending DROP CONSTRAINT images_are_objects;
 DROP FUNCTION audit.ddl_relation(oid, oid);
 
 DROP INDEX audit.events_actor_idx;

@@ -69,6 +69,26 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON audit.audited_tables, audit.pii_columns,
 GRANT SELECT, INSERT ON audit.chain_anchors TO pgtrail_sealer;
 GRANT SELECT ON audit.tenant_readers TO pgtrail_sealer;
 
+-- The capture triggers run as the writer, not as the sealer: to_jsonb(NEW) calls code the table's
+-- owner chose (a cast of its own type to json), which must never run with the trail's rights.
+-- The writer may add to audit.pending only the columns capture fills; transaction, time, role
+-- and address come from the defaults, which it cannot set.
+ALTER FUNCTION audit.capture() SECURITY INVOKER;
+ALTER FUNCTION audit.capture_excluding() SECURITY INVOKER;
+ALTER FUNCTION audit.capture_truncate() SECURITY INVOKER;
+GRANT INSERT (action_type, resource_type, key_columns, resource_id, outcome, actor_id, actor_ip, user_agent,
+              request_id, tenant_id, application_name, before_state, after_state, details) ON audit.pending TO PUBLIC;
+CREATE POLICY capture ON audit.pending FOR INSERT TO PUBLIC WITH CHECK (true);
+-- What the sealer reads must have the shape it expects, or one row would make every later seal
+-- fail: row images are objects; of details, excluded_columns_changed is an array (the sealer
+-- expands it), and capture_warning is the stream's alone.
+ALTER TABLE audit.pending ADD CONSTRAINT images_are_objects CHECK (
+  (before_state IS NULL OR jsonb_typeof(before_state) = 'object') AND (after_state IS NULL OR jsonb_typeof(after_state) = 'object'));
+ALTER TABLE audit.pending ADD CONSTRAINT details_reserved_keys CHECK (
+  details IS NULL OR jsonb_typeof(details) <> 'object'
+  OR ((NOT details ? 'excluded_columns_changed' OR jsonb_typeof(details -> 'excluded_columns_changed') = 'array')
+      AND NOT details ? 'capture_warning'));
+
 -- Only the sealer's own functions write the trail.
 CREATE OR REPLACE FUNCTION audit.refuse_unless_sealing() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -110,7 +130,8 @@ BEGIN
     in_audit := r.schema_name = 'audit'
              OR EXISTS (SELECT FROM pg_class c WHERE c.oid = rel AND c.relnamespace = 'audit'::regnamespace);
     CONTINUE WHEN NOT in_audit AND NOT EXISTS (SELECT FROM audit.audited_tables t WHERE t.relid = rel);
-    maintenance := by_sealer AND r.command_tag IN ('CREATE TABLE', 'CREATE INDEX', 'CREATE TRIGGER', 'ALTER TABLE', 'REVOKE', 'GRANT');
+    -- What audit.create_partitions runs, nothing more.
+    maintenance := by_sealer AND r.command_tag IN ('CREATE TABLE', 'CREATE INDEX', 'CREATE TRIGGER', 'REVOKE');
     IF in_audit AND NOT is_super AND NOT maintenance THEN
       RAISE EXCEPTION 'pgtrail: % on % refused: only a superuser may change the audit schema', r.command_tag, r.object_identity
         USING ERRCODE = 'insufficient_privilege';

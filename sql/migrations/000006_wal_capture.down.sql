@@ -22,8 +22,14 @@ BEGIN
 END $$;
 
 DROP FUNCTION audit.enable(regclass, text[], text[], text);
+DROP FUNCTION audit.register_table(regclass, text[], text[], text);
+DROP FUNCTION audit.unregister_table(regclass);
+ALTER TABLE audit.audited_tables OWNER TO pgtrail_owner;
+GRANT SELECT, INSERT, UPDATE, DELETE ON audit.audited_tables TO pgtrail_sealer;
 DROP FUNCTION audit.publish_table(regclass, boolean);
 DROP FUNCTION audit.emit_context();
+DROP TABLE audit.context_key;
+DROP FUNCTION audit.row_images(oid[], integer[], text[], text[], text[], boolean[], boolean[], text[], text[], text[], boolean);
 DROP FUNCTION audit.drop_trigger(regclass, text);
 ALTER TABLE audit.audited_tables DROP COLUMN mode;
 ALTER TABLE audit.chain_head DROP COLUMN wal_lsn;

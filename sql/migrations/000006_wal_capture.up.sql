@@ -13,6 +13,13 @@ BEGIN
   IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
     RAISE EXCEPTION 'pgtrail migrations must run as a superuser (they create roles and event triggers); % is not one', current_user;
   END IF;
+  -- pgtrail_typer: builds row images (audit.row_images); has no rights but PUBLIC's and no members.
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgtrail_typer') THEN
+    BEGIN
+      CREATE ROLE pgtrail_typer NOLOGIN;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
+  END IF;
 END $$;
 
 ALTER EVENT TRIGGER pgtrail_ddl DISABLE;
@@ -33,29 +40,96 @@ BEGIN
   END IF;
 END $$;
 
+-- The key that authenticates context messages: any session can emit a logical message with any
+-- prefix, so the stream takes only messages whose MAC it can check with this key, which only
+-- pgtrail_sealer (the stream's role) reads. Drawn from the strong random source at install.
+CREATE TABLE audit.context_key (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  key bytea NOT NULL CHECK (octet_length(key) = 32)
+);
+INSERT INTO audit.context_key (key)
+VALUES (sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())));
+ALTER TABLE audit.context_key OWNER TO pgtrail_sealer;
+REVOKE ALL ON audit.context_key FROM PUBLIC;
+
 -- Emits the session's context once per transaction and again whenever it changes: a transactional
--- logical message, decoded in commit order before the changes of the statement that fired it.
--- One statement, no SET clause: it runs before every statement on an audited table, and each
--- statement or SET of a PL/pgSQL trigger costs microseconds per short transaction. Everything
--- is schema-qualified; it runs with the caller's rights and gives the caller nothing.
--- pgtrail.emitted only saves repeating the message: a session that sets it itself makes its own
--- changes look as if made under its previous context, or without one (and flagged).
+-- logical message, decoded in commit order before the changes of the statement that fired it:
+--   <json>\n<hex of sha256(key || sha256(key || json))>
+-- The JSON holds the transaction's xid: a message replayed from another transaction does not
+-- match. One statement; SECURITY DEFINER (to read the key) with the search path pinned, so the
+-- caller's schemas cannot shadow an operator. pgtrail.emitted only saves repeating the message: a
+-- session that sets it itself makes its own changes look as if made under its previous context,
+-- or without one (and flagged).
 CREATE FUNCTION audit.emit_context() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  PERFORM pg_catalog.pg_logical_emit_message(true, 'pgtrail.context', c.v), pg_catalog.set_config('pgtrail.emitted', c.v, true)
-     FROM (SELECT pg_catalog.json_build_object(
-                    'xid', pg_catalog.pg_current_xact_id(),
-                    'actor_id', pg_catalog.current_setting('pgtrail.actor_id', true),
-                    'actor_ip', pg_catalog.current_setting('pgtrail.actor_ip', true),
-                    'user_agent', pg_catalog.current_setting('pgtrail.user_agent', true),
-                    'request_id', pg_catalog.current_setting('pgtrail.request_id', true),
-                    'tenant_id', pg_catalog.current_setting('pgtrail.tenant_id', true),
-                    'db_user', COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), SESSION_USER::text),
-                    'application_name', pg_catalog.current_setting('application_name'),
-                    'client_addr', pg_catalog.inet_client_addr())::text AS v) c
-    WHERE c.v IS DISTINCT FROM pg_catalog.current_setting('pgtrail.emitted', true);
+  PERFORM pg_logical_emit_message(true, 'pgtrail.context',
+            c.v || E'\n' || encode(sha256(k.key || sha256(k.key || convert_to(c.v, 'UTF8'))), 'hex')),
+          set_config('pgtrail.emitted', c.v, true)
+     FROM (SELECT json_build_object(
+                    'xid', pg_current_xact_id(),
+                    'actor_id', current_setting('pgtrail.actor_id', true),
+                    'actor_ip', current_setting('pgtrail.actor_ip', true),
+                    'user_agent', current_setting('pgtrail.user_agent', true),
+                    'request_id', current_setting('pgtrail.request_id', true),
+                    'tenant_id', current_setting('pgtrail.tenant_id', true),
+                    'db_user', COALESCE(NULLIF(current_setting('role'), 'none'), SESSION_USER::text),
+                    'application_name', current_setting('application_name'),
+                    'client_addr', inet_client_addr())::text AS v) c, audit.context_key k
+    WHERE c.v IS DISTINCT FROM current_setting('pgtrail.emitted', true);
   RETURN NULL;
+END $$;
+
+-- Row images of changes decoded from the WAL: each column's text goes through its type's input
+-- function and to_jsonb of the typed row is what a row trigger's to_jsonb(NEW) gives. That runs
+-- code the table's owner chose (domain checks, casts to json), so it runs as pgtrail_typer, a role
+-- with no rights of its own, inside a SECURITY DEFINER function where no code can SET ROLE back to
+-- the stream's role (a superuser or member of pgtrail_sealer). The stream bounds it with
+-- statement_timeout and, when it fails, calls it again with typed = false: the images are then
+-- built from the column texts, which runs no code of anyone's.
+-- types, typmods: each column's type and modifier (as the WAL's relation message gives them);
+-- names: the columns; excl: excluded columns; pk: key
+-- columns; has_old, has_new, warn: per change; old, new: per change and column, the texts.
+-- The derivations are audit.seal's and audit.capture_excluding's: excluded columns leave the
+-- images but a change to them is named; changed_columns are the keys that differ (all keys for an
+-- insert or delete), sorted bytewise; resource_id is the key columns' values joined by commas.
+CREATE FUNCTION audit.row_images(types oid[], typmods integer[], names text[], excl text[], pk text[], has_old boolean[],
+                                 has_new boolean[], warn text[], old text[], new text[], typed boolean)
+RETURNS TABLE (before_state text, after_state text, changed_columns text[], resource_id text, details text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  olds text;
+  news text;
+BEGIN
+  IF typed THEN
+    -- format_type with this function's search_path names every type with its schema.
+    SELECT string_agg(format('($8[u.ord][%s])::%s AS %I', i, format_type(types[i], NULLIF(typmods[i], -1)), names[i]), ', ' ORDER BY i),
+           string_agg(format('($9[u.ord][%s])::%s AS %I', i, format_type(types[i], NULLIF(typmods[i], -1)), names[i]), ', ' ORDER BY i)
+      INTO olds, news FROM generate_subscripts(names, 1) AS i;
+    olds := format('(SELECT to_jsonb(x) FROM (SELECT %s) x)', olds);
+    news := format('(SELECT to_jsonb(x) FROM (SELECT %s) x)', news);
+  ELSE
+    olds := 'jsonb_object($10, ARRAY(SELECT unnest($8[u.ord:u.ord])))';
+    news := 'jsonb_object($10, ARRAY(SELECT unnest($9[u.ord:u.ord])))';
+  END IF;
+  RETURN QUERY EXECUTE format($q$
+    SELECT m.bm::text, m.am::text,
+           ARRAY(SELECT k FROM (
+                   SELECT k FROM jsonb_object_keys(COALESCE(m.bm, '{}') || COALESCE(m.am, '{}')) AS k
+                    WHERE m.bm IS NULL OR m.am IS NULL OR m.bm -> k IS DISTINCT FROM m.am -> k
+                   UNION ALL SELECT unnest(m.ec)) AS s(k) ORDER BY k COLLATE "C"),
+           (SELECT string_agg(COALESCE(m.af, m.bf) ->> k.c, ',' ORDER BY k.o) FROM unnest($4) WITH ORDINALITY AS k(c, o)),
+           NULLIF(jsonb_strip_nulls(jsonb_build_object(
+             'excluded_columns_changed', CASE WHEN cardinality(m.ec) > 0 THEN to_jsonb(m.ec) END,
+             'capture_warning', u.warn)), '{}')::text
+      FROM generate_series(1, cardinality($5)) AS g(ord)
+      CROSS JOIN LATERAL (SELECT g.ord, $5[g.ord] AS has_old, $6[g.ord] AS has_new, $7[g.ord] AS warn) u
+      CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN %s END AS bf, CASE WHEN u.has_new THEN %s END AS af) f
+      CROSS JOIN LATERAL (SELECT f.bf, f.af, f.bf - $3 AS bm, f.af - $3 AS am,
+                                 CASE WHEN u.has_old AND u.has_new THEN
+                                   ARRAY(SELECT c FROM unnest($3) AS c WHERE f.bf -> c IS DISTINCT FROM f.af -> c) ELSE '{}' END AS ec) m
+     ORDER BY u.ord$q$, olds, news)
+    USING types, names, excl, pk, has_old, has_new, warn, old, new, names;
 END $$;
 
 -- Puts a table in the publication with both row images in the WAL, or takes it out. Owned by the
@@ -65,11 +139,20 @@ CREATE FUNCTION audit.publish_table(target regclass, publish boolean) RETURNS vo
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   part regclass;
+  rel record;
   published boolean := EXISTS (SELECT FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
                                 WHERE p.pubname = 'pgtrail' AND r.prrelid = target);
 BEGIN
+  SELECT c.relowner, c.relnamespace INTO rel FROM pg_class c WHERE c.oid = target;
   IF NOT pg_has_role(session_user, 'pgtrail_owner', 'MEMBER') THEN
     RAISE EXCEPTION 'audit.publish_table: % is not a member of pgtrail_owner', session_user USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  -- Publishing a table puts its rows in the trail: only for whoever may read them.
+  IF NOT (pg_has_role(session_user, rel.relowner, 'MEMBER') OR has_table_privilege(session_user, target, 'SELECT')) THEN
+    RAISE EXCEPTION 'audit.publish_table: % may not read %', session_user, target USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF rel.relnamespace = 'audit'::regnamespace THEN
+    RAISE EXCEPTION 'audit.publish_table: % is part of pgtrail itself', target USING ERRCODE = 'invalid_parameter_value';
   END IF;
   IF publish THEN
     IF NOT published THEN
@@ -85,6 +168,11 @@ BEGIN
   ELSIF published THEN
     EXECUTE format('ALTER PUBLICATION pgtrail DROP TABLE %s', target);
   END IF;
+  -- The publication's DDL is not recorded by the event triggers: say it here.
+  IF publish IS DISTINCT FROM published THEN
+    PERFORM audit.log_event('AUDIT_CONFIG', 'publication pgtrail', audit.table_name(target), 'SUCCESS',
+      jsonb_build_object('operation', CASE WHEN publish THEN 'ADD TABLE' ELSE 'DROP TABLE' END));
+  END IF;
 END $$;
 
 -- Drops a capture trigger if the table has it (DROP TRIGGER IF EXISTS would say when it has not).
@@ -94,6 +182,36 @@ BEGIN
   IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = name AND NOT t.tgisinternal) THEN
     EXECUTE format('DROP TRIGGER %I ON %s', name, target);
   END IF;
+END $$;
+
+-- Which tables are audited, and how, decides what reaches the trail: audit.audited_tables
+-- belongs to the sealer and changes only here, each change an event. (Owned by pgtrail_owner
+-- before, a member could delete a table's row, or change its excluded columns, and leave no
+-- trace.) Callers: audit.enable and audit.disable, which check the caller's rights on the table
+-- by creating or dropping its triggers; a member of pgtrail_owner calling these directly is
+-- recorded all the same.
+CREATE FUNCTION audit.register_table(target regclass, pk text[], exclude_columns text[], mode text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT pg_has_role(session_user, 'pgtrail_owner', 'MEMBER') THEN
+    RAISE EXCEPTION 'audit.register_table: % is not a member of pgtrail_owner', session_user USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  INSERT INTO audit.audited_tables (relid, table_name, pk_columns, exclude_columns, mode)
+  VALUES (target, audit.table_name(target), pk, exclude_columns, register_table.mode)
+  ON CONFLICT (relid) DO UPDATE SET table_name = EXCLUDED.table_name, pk_columns = EXCLUDED.pk_columns,
+    exclude_columns = EXCLUDED.exclude_columns, mode = EXCLUDED.mode, enabled_at = now(), enabled_by = session_user;
+  PERFORM audit.log_event('AUDIT_ENABLE', 'table', audit.table_name(target), 'SUCCESS',
+                          jsonb_build_object('exclude_columns', exclude_columns, 'pk_columns', pk, 'mode', mode));
+END $$;
+
+CREATE FUNCTION audit.unregister_table(target regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT pg_has_role(session_user, 'pgtrail_owner', 'MEMBER') THEN
+    RAISE EXCEPTION 'audit.unregister_table: % is not a member of pgtrail_owner', session_user USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  PERFORM audit.log_event('AUDIT_DISABLE', 'table', audit.table_name(target), 'SUCCESS', NULL);
+  DELETE FROM audit.audited_tables WHERE relid = target;
 END $$;
 
 -- audit.enable with the capture mode: 'wal' or 'trigger'. pii_columns NULL leaves the PII columns
@@ -146,10 +264,7 @@ BEGIN
                WHERE i.indrelid = target AND i.indisprimary
                ORDER BY k.o);
 
-  INSERT INTO audit.audited_tables (relid, table_name, pk_columns, exclude_columns, mode)
-  VALUES (target, audit.table_name(target), pk, COALESCE(exclude_columns, '{}'), enable.mode)
-  ON CONFLICT (relid) DO UPDATE SET table_name = EXCLUDED.table_name, pk_columns = EXCLUDED.pk_columns,
-    exclude_columns = EXCLUDED.exclude_columns, mode = EXCLUDED.mode, enabled_at = now(), enabled_by = session_user;
+  PERFORM audit.register_table(target, pk, COALESCE(exclude_columns, '{}'), mode);
 
   IF mode = 'wal' THEN
     -- The context trigger first, the row trigger gone after: no change falls between the modes.
@@ -163,8 +278,6 @@ BEGIN
     PERFORM audit.publish_table(target, false);
     PERFORM audit.drop_trigger(target, 'pgtrail_context');
   END IF;
-  PERFORM audit.log_event('AUDIT_ENABLE', 'table', audit.table_name(target), 'SUCCESS',
-                          jsonb_build_object('exclude_columns', COALESCE(exclude_columns, '{}'), 'pk_columns', pk, 'mode', mode));
   IF pii_columns IS NOT NULL THEN
     PERFORM audit.set_pii_columns(target, pii_columns);
   END IF;
@@ -184,17 +297,26 @@ BEGIN
   IF NOT EXISTS (SELECT FROM audit.audited_tables WHERE relid = target) THEN
     RAISE EXCEPTION 'audit.disable: % is not audited', target USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  PERFORM audit.log_event('AUDIT_DISABLE', 'table', audit.table_name(target), 'SUCCESS', NULL);
   PERFORM audit.drop_trigger(target, 'pgtrail_capture');
   PERFORM audit.drop_trigger(target, 'pgtrail_capture_truncate');
   PERFORM audit.drop_trigger(target, 'pgtrail_context');
   PERFORM audit.publish_table(target, false);
-  DELETE FROM audit.audited_tables WHERE relid = target;
+  PERFORM audit.unregister_table(target);
 END $$;
 
+ALTER TABLE audit.audited_tables OWNER TO pgtrail_sealer;
+GRANT SELECT ON audit.audited_tables TO pgtrail_owner;
+ALTER FUNCTION audit.register_table(regclass, text[], text[], text) OWNER TO pgtrail_sealer;
+ALTER FUNCTION audit.unregister_table(regclass) OWNER TO pgtrail_sealer;
+REVOKE ALL ON FUNCTION audit.register_table(regclass, text[], text[], text), audit.unregister_table(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.register_table(regclass, text[], text[], text), audit.unregister_table(regclass) TO pgtrail_owner;
+
 ALTER FUNCTION audit.emit_context() OWNER TO pgtrail_sealer;
+ALTER FUNCTION audit.row_images(oid[], integer[], text[], text[], text[], boolean[], boolean[], text[], text[], text[], boolean) OWNER TO pgtrail_typer;
 ALTER FUNCTION audit.drop_trigger(regclass, text) OWNER TO pgtrail_sealer;
 ALTER FUNCTION audit.enable(regclass, text[], text[], text) OWNER TO pgtrail_sealer;
+REVOKE ALL ON FUNCTION audit.row_images(oid[], integer[], text[], text[], text[], boolean[], boolean[], text[], text[], text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.row_images(oid[], integer[], text[], text[], text[], boolean[], boolean[], text[], text[], text[], boolean) TO pgtrail_sealer;
 REVOKE ALL ON FUNCTION audit.emit_context(), audit.publish_table(regclass, boolean),
   audit.enable(regclass, text[], text[], text), audit.drop_trigger(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.emit_context(), audit.publish_table(regclass, boolean),
