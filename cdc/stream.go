@@ -157,7 +157,12 @@ func (s *Stream) session(ctx context.Context) error {
 
 	var target pglogrepl.LSN
 	if s.cfg.ExitWhenCaughtUp {
-		if err := s.pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(lsnScanner{&target}); err != nil {
+		// The target is a message committed synchronously now: that flushes the WAL of earlier
+		// asynchronous commits, which decoding cannot see before they are flushed, and the
+		// stream is caught up once it has received that commit.
+		err := s.pool.QueryRow(ctx, `SELECT (pg_logical_emit_message(true, 'pgtrail', 'catch-up') + 0)::text
+		                              FROM set_config('synchronous_commit', 'on', true)`).Scan(lsnScanner{&target})
+		if err != nil {
 			return fmt.Errorf("read WAL position: %w", err)
 		}
 	}

@@ -32,9 +32,12 @@ func runSeal(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer conn.Close(ctx)
-		// Tables in mode 'wal': their changes are in the slot, chained by the stream (or here,
-		// when none runs). Then what trigger capture and audit.log_event left in audit.pending.
-		var n int64
+		// What trigger capture and audit.log_event left in audit.pending, then tables in mode
+		// 'wal', whose changes are in the slot: chained by the stream, or here when none runs.
+		n, err := chain.SealOnce(ctx, conn, *batch)
+		if err != nil {
+			return err
+		}
 		var wal bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.audited_tables WHERE mode = 'wal')`).Scan(&wal); err != nil {
 			return fmt.Errorf("read capture modes (is the schema at version 6? pgtrail migrate up): %w", err)
@@ -45,14 +48,11 @@ func runSeal(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			if n, err = cdc.SealOnce(ctx, cdc.Config{ConnConfig: cfg, Slot: *slot, Publication: cdc.DefaultPublication, Logger: log}); err != nil {
+			m, err := cdc.SealOnce(ctx, cdc.Config{ConnConfig: cfg, Slot: *slot, Publication: cdc.DefaultPublication, Logger: log})
+			n += m
+			if err != nil {
 				return err
 			}
-		}
-		m, err := chain.SealOnce(ctx, conn, *batch)
-		n += m
-		if err != nil {
-			return err
 		}
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(map[string]any{"sealed": n})
