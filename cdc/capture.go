@@ -37,6 +37,8 @@ const (
 	warnNoContext = "no context: the change was made with pgtrail's triggers disabled; who made it is unknown"
 	// warnOldImage: the table's replica identity is not FULL: the before image has only the key.
 	warnOldImage = "replica identity not FULL: before_state holds only the key columns"
+	// warnGap: the slot was gone; changes in mode wal made meanwhile never reached the trail.
+	warnGap = "the replication slot was created anew: changes to tables in mode wal between from_lsn and to_lsn are lost"
 	// warnText: the images did not convert to their column types; values are kept as text.
 	warnText = "row images kept as text, a value did not convert to its type: "
 )
@@ -249,6 +251,19 @@ func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, err
 	if err != nil {
 		return nil, err
 	}
+	if err := appendEntries(ctx, tx, head, headHash, events, last.String()); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return events, nil
+}
+
+// appendEntries chains events after the head (head, headHash, locked by tx) and appends them
+// to audit.events as pgtrail_sealer, moving the head; walLSN, when not "", is the end of the
+// last WAL transaction they chain.
+func appendEntries(ctx context.Context, tx pgx.Tx, head int64, headHash []byte, events []pgtrail.Event, walLSN string) error {
 	prev := headHash
 	var buf bytes.Buffer
 	var scratch []byte
@@ -261,27 +276,80 @@ func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, err
 		prev = e.EntryHash
 		eventcopy.WriteRow(&buf, e)
 	}
-
 	// Only pgtrail_sealer appends to the trail: the stream's role must be a member (or superuser).
 	if _, err := tx.Exec(ctx, `SET LOCAL ROLE pgtrail_sealer; SET LOCAL synchronous_commit = on`); err != nil {
-		return nil, fmt.Errorf("act as pgtrail_sealer (grant it to the stream's role): %w", err)
+		return fmt.Errorf("act as pgtrail_sealer (grant it to the stream's role): %w", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT audit.create_partitions()
 	                            WHERE to_regclass('audit.events_' || to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) IS NULL`); err != nil {
-		return nil, fmt.Errorf("create partitions: %w", err)
+		return fmt.Errorf("create partitions: %w", err)
 	}
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, &buf, eventcopy.Statement); err != nil {
-		return nil, fmt.Errorf("append to audit.events: %w", err)
+		return fmt.Errorf("append to audit.events: %w", err)
 	}
 	tail := events[len(events)-1]
-	if _, err := tx.Exec(ctx, `UPDATE audit.chain_head SET seq = $1, entry_hash = $2, sealed_at = now(), wal_lsn = $3::text::pg_lsn`,
-		tail.Seq, tail.EntryHash, last.String()); err != nil {
-		return nil, fmt.Errorf("move chain head: %w", err)
+	if _, err := tx.Exec(ctx, `UPDATE audit.chain_head SET seq = $1, entry_hash = $2, sealed_at = now(),
+	                             wal_lsn = COALESCE(NULLIF($3, '')::pg_lsn, wal_lsn)`,
+		tail.Seq, tail.EntryHash, walLSN); err != nil {
+		return fmt.Errorf("move chain head: %w", err)
+	}
+	return nil
+}
+
+// recordGap chains a CAPTURE_GAP entry when the slot is created anew while tables are in mode
+// wal: their changes between the last one chained (the head's wal_lsn) and the new slot's
+// consistent point at reached no slot, and are lost. It is flagged (capture_warning), so verify
+// reports it; only the stream writes such entries (audit.pending refuses the key).
+func (s *Stream) recordGap(ctx context.Context, at string) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var head int64
+	var headHash []byte
+	var details, txid, user string
+	var tables []string
+	err = tx.QueryRow(ctx, `
+		SELECT h.seq, h.entry_hash, t.tables,
+		       jsonb_build_object('from_lsn', h.wal_lsn::text, 'to_lsn', $1::text, 'since', h.sealed_at, 'tables', t.tables,
+		                          'capture_warning', $2::text)::text,
+		       pg_current_xact_id()::text, session_user
+		  FROM audit.chain_head h,
+		       LATERAL (SELECT array_agg(a.table_name ORDER BY a.table_name) AS tables FROM audit.audited_tables a WHERE a.mode = 'wal') t
+		   FOR UPDATE OF h`, at, warnGap).Scan(&head, &headHash, &tables, &details, &txid, &user)
+	if err != nil {
+		return fmt.Errorf("lock chain head: %w", err)
+	}
+	if len(tables) == 0 {
+		return nil // no table in mode wal: nothing was lost
+	}
+	id, err := strconv.ParseUint(txid, 10, 64)
+	if err != nil {
+		return fmt.Errorf("xid %q: %w", txid, err)
+	}
+	slot := s.cfg.Slot
+	e := pgtrail.Event{EventID: newUUID(), OccurredAt: time.Now().UTC().Truncate(time.Microsecond), TxID: id,
+		ActionType: "CAPTURE_GAP", ResourceType: "replication slot", ResourceID: &slot, Outcome: "FAILURE",
+		ActorID: "pgtrail stream", DBUser: user, ChangedColumns: []string{}, Details: &details}
+	if err := appendEntries(ctx, tx, head, headHash, []pgtrail.Event{e}, ""); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
-	return events, nil
+	s.m.Tampering.Inc()
+	s.log.Error("CAPTURE GAP: the replication slot was created anew while tables are in mode wal: their changes since the last one chained are lost",
+		"slot", slot, "to_lsn", at, "tables", tables)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Tampering(ctx, "CAPTURE_GAP", strconv.FormatInt(head+1, 10))
+	}
+	return nil
 }
 
 // entries builds the unchained entries of txs, in order. next is the server's next xid (xid8),

@@ -74,14 +74,13 @@ func slotExists(ctx context.Context, conn *pgx.Conn, slot string) (bool, error) 
 	return true, nil
 }
 
-// createSlot creates the permanent pgoutput slot and returns the name of the snapshot it exports,
-// valid until the next command on repl: entries sealed before the slot's consistent point are
-// read through it.
-func createSlot(ctx context.Context, repl *pgconn.PgConn, slot string) (snapshot string, err error) {
+// createSlot creates the permanent pgoutput slot and returns its consistent point: the WAL from
+// which it decodes.
+func createSlot(ctx context.Context, repl *pgconn.PgConn, slot string) (consistent string, err error) {
 	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
+		pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "NOEXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
 	if err != nil {
 		return "", fmt.Errorf("create replication slot %s: %w", slot, err)
 	}
-	return res.SnapshotName, nil
+	return res.ConsistentPoint, nil
 }

@@ -144,10 +144,15 @@ func (s *Stream) session(ctx context.Context) error {
 		return err
 	}
 	if !exists {
-		if _, err := createSlot(ctx, repl, s.cfg.Slot); err != nil {
+		at, err := createSlot(ctx, repl, s.cfg.Slot)
+		if err != nil {
 			return err
 		}
-		s.log.Info("created replication slot")
+		s.log.Info("created replication slot", "consistent_point", at)
+		// Tables in mode wal lost what was made while no slot kept their WAL: say so in the trail.
+		if err := s.recordGap(ctx, at); err != nil {
+			return err
+		}
 	}
 	// Entries sealed before the slot existed (or while it was gone) never come through it: read
 	// them from the table. Entries that do come through again are skipped by seq.

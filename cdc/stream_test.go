@@ -770,3 +770,49 @@ func TestStream_WALOwnerCode(t *testing.T) {
 		t.Errorf("update entry: %s (%v)", after, err)
 	}
 }
+
+// TestStream_WALSlotDropped: a superuser stops the stream, drops its slot and changes rows of a
+// table in mode wal; those changes never reach any slot. What must happen when the stream
+// starts again: a CAPTURE_GAP entry in the trail naming the range, verify db reporting it, and
+// every later change captured.
+func TestStream_WALSlotDropped(t *testing.T) {
+	f := walFixture(t)
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `INSERT INTO accounts VALUES (1, 'a', 1)`)
+	waitChained(t, f.db, "public.accounts", 1)
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := f.db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("drop slot: %v", err)
+		}
+	}
+	testdb.Exec(t, f.db, `UPDATE accounts SET balance = 1000000 WHERE id = 1`) // lost: no slot
+	f.start(t, f.config(t))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var active bool
+		f.db.QueryRow(context.Background(), `SELECT COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = 'pgtrail'), false)`).Scan(&active)
+		if active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream did not create its slot again")
+		}
+	}
+	testdb.Exec(t, f.db, `UPDATE accounts SET balance = 2 WHERE id = 1`)
+	waitChained(t, f.db, "public.accounts", 2)
+	var gaps int
+	var details string
+	if err := f.db.QueryRow(context.Background(), `SELECT count(*), max(details::text) FROM audit.events WHERE action_type = 'CAPTURE_GAP'`).Scan(&gaps, &details); err != nil || gaps != 1 ||
+		!strings.Contains(details, `"from_lsn"`) || !strings.Contains(details, "public.accounts") {
+		t.Errorf("CAPTURE_GAP entries: %d, details %s (%v)", gaps, details, err)
+	}
+	rep, err := verify.DB(context.Background(), f.db)
+	if err != nil || len(rep.Problems) != 1 || rep.Problems[0].Kind != verify.CaptureWarning {
+		t.Errorf("verify db: %v %+v, want the gap reported", err, rep.Problems)
+	}
+	waitArchived(t, f, 30*time.Second)
+}
