@@ -290,13 +290,19 @@ func (r *offHours) event(ev *pgtrail.Event) []Alert {
 
 // tampering: the trail modified (seen in the WAL, or the TAMPERING event the daemon records for
 // it: both keyed trail_modified:audit.events, so one alert), a trigger disabled on an audited
-// table or the audit schema, auditing disabled on a table.
+// table or the audit schema, auditing disabled on a table, and an entry the stream flagged when it
+// captured it from the WAL (details.capture_warning: made with pgtrail's triggers disabled, a
+// slot created anew, ...).
 type tampering struct{ base }
 
 // triggerOff matches the DDL that stops triggers from firing for ordinary sessions.
 var triggerOff = regexp.MustCompile(`(?i)\b(DISABLE\s+TRIGGER|ENABLE\s+REPLICA\s+TRIGGER)\b`)
 
 func (r *tampering) event(ev *pgtrail.Event) []Alert {
+	if w := detailString(ev, "capture_warning"); w != "" {
+		return r.fireOne("capture_warning:"+ev.ResourceType, ev, "%s of %s %s flagged by the stream: %s",
+			ev.ActionType, ev.ResourceType, deref(ev.ResourceID, ""), w)
+	}
 	switch ev.ActionType {
 	case "TAMPERING":
 		op := detailString(ev, "operation")

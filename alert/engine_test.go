@@ -211,6 +211,11 @@ func TestEngine_Event(t *testing.T) {
 		{"TamperingEvent", tamper, []pgtrail.Event{event(1, t0, "TAMPERING", rtype("audit.events"), rid("3"), actor("pgtrail"),
 			withDetails(`{"operation": "UPDATE", "seen_by": "pgtrail stream"}`))},
 			[]fired{{"tamper", "trail_modified:audit.events", 1, 1, 1, "UPDATE of audit.events entry 3 seen in the WAL"}}},
+		{"TamperingCaptureWarning", tamper, []pgtrail.Event{
+			event(1, t0, "UPDATE", rtype("public.accounts"), rid("1"), actor("(unknown)"),
+				withDetails(`{"capture_warning": "no context: the change was made with pgtrail's triggers disabled; who made it is unknown"}`)),
+			event(2, t0, "UPDATE", rtype("public.accounts"), rid("1"), withDetails(`{"note": {"capture_warning": "nested: not the stream's"}}`))},
+			[]fired{{"tamper", "capture_warning:public.accounts", 1, 1, 1, "UPDATE of public.accounts 1 flagged by the stream: no context"}}},
 		{"TamperingAuditDisable", tamper, []pgtrail.Event{event(1, t0, "AUDIT_DISABLE", rtype("table"), rid("public.accounts"), actor("dba"))},
 			[]fired{{"tamper", "audit_disabled:public.accounts", 1, 1, 1, "auditing disabled on public.accounts by dba"}}},
 		{"TamperingDisableTrigger", tamper, []pgtrail.Event{event(1, t0, "DDL", rtype("table"), rid("public.accounts"),
