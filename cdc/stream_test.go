@@ -816,3 +816,44 @@ func TestStream_WALSlotDropped(t *testing.T) {
 	}
 	waitArchived(t, f, 30*time.Second)
 }
+
+// TestCaptureLag: verify's capture-lag check (pgtrail verify --max-capture-lag) against a table in
+// mode wal. A change waiting in the slot with no stream running, longer than allowed: reported.
+// With a stream chaining: nothing to report. The slot dropped: reported.
+func TestCaptureLag(t *testing.T) {
+	f := walFixture(t)
+	ctx := context.Background()
+	conn, err := f.db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	testdb.Seal(t, f.db) // what enable left in audit.pending
+	testdb.Exec(t, f.db, `INSERT INTO accounts VALUES (1, 'a', 1)`)
+	time.Sleep(1100 * time.Millisecond)
+	problems, err := verify.CaptureLag(ctx, conn, "pgtrail", time.Second)
+	if err != nil || len(problems) != 1 || problems[0].Kind != verify.CaptureLagged || !strings.Contains(problems[0].Detail, "no pgtrail stream") {
+		t.Errorf("a change waiting with no stream: %+v, %v", problems, err)
+	}
+	if problems, err := verify.CaptureLag(ctx, conn, "pgtrail", time.Minute); err != nil || len(problems) != 0 {
+		t.Errorf("within the allowed lag: %+v, %v", problems, err)
+	}
+	f.start(t, f.config(t))
+	waitChained(t, f.db, "public.accounts", 1)
+	if problems, err := verify.CaptureLag(ctx, conn, "pgtrail", 30*time.Second); err != nil || len(problems) != 0 {
+		t.Errorf("with a stream chaining: %+v, %v", problems, err)
+	}
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := f.db.Exec(ctx, `SELECT pg_drop_replication_slot('pgtrail')`); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("drop slot: %v", err)
+		}
+	}
+	if problems, err := verify.CaptureLag(ctx, conn, "pgtrail", time.Minute); err != nil || len(problems) != 1 || !strings.Contains(problems[0].Detail, "is gone") {
+		t.Errorf("slot dropped: %+v, %v", problems, err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/cdc"
 	"github.com/pgtrail/pgtrail/retention"
 	"github.com/pgtrail/pgtrail/verify"
 )
@@ -42,6 +43,8 @@ type verifyFlags struct {
 	pub                  ed25519.PublicKey
 	key                  ed25519.PrivateKey
 	useDB, checkpointsDB bool
+	maxCaptureLag        time.Duration
+	slot                 string
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
@@ -63,6 +66,8 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.noRecord, "no-record", false, "do not record the run as a VERIFY audit event (e.g. on a read-only standby)")
 	fs.IntVar(&f.workers, "workers", 0, "goroutines checking the archive or hashing database rows (0: one per CPU; an archive in S3 also has 1 to 8 readers fetching ahead, as many as keep them busy)")
 	fs.IntVar(&f.dbStreams, "db-streams", 0, fmt.Sprintf("connections reading audit.events at once, in one snapshot (default: %d; with the server on this machine, one per two CPUs, at least one)", verify.DefaultDBStreams))
+	fs.DurationVar(&f.maxCaptureLag, "max-capture-lag", verify.DefaultMaxCaptureLag, "verify db, all: exit 1 when committed changes have waited longer than this to be chained (in audit.pending, or in the slot of tables in mode wal); 0 skips the check")
+	fs.StringVar(&f.slot, "slot", cdc.DefaultSlot, "the replication slot of tables in mode wal (as pgtrail stream --slot)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -184,8 +189,19 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 		// Whatever stopped the check, the trail's state is unknown: "could not verify".
 		return f.fail(ctx, e, conn, err)
 	}
-	var cp *verify.Checkpoint
 	var notes []string
+	if f.scope != "archive" && f.maxCaptureLag > 0 {
+		problems, err := verify.CaptureLag(ctx, conn, f.slot, f.maxCaptureLag)
+		if err != nil {
+			// Reading the slot needs REPLICATION: a reader's run stays a chain check.
+			fmt.Fprintf(e.stderr, "pgtrail verify: warning: capture lag not checked: %s\n", oneLine(err))
+		}
+		if len(problems) > 0 {
+			rep.Problems = append(rep.Problems, problems...)
+			rep.Checkpoint = nil
+		}
+	}
+	var cp *verify.Checkpoint
 	if rep.Intact() && f.key != nil && rep.Checkpoint != nil {
 		c := *rep.Checkpoint
 		c.Archive = f.archiveURL
