@@ -138,9 +138,12 @@ func (s *Stream) images(ctx context.Context, tx pgx.Tx, t *walTable, changes []*
 func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, changes []*change, events []*pgtrail.Event, failure string) error {
 	n := len(t.rel.Columns)
 	hasOld, hasNew, warn := make([]bool, len(changes)), make([]bool, len(changes)), make([]*string, len(changes))
-	// Per change, the texts of every column (NULLs where there is no image: the arrays are
-	// two-dimensional, so every row has every column).
-	old, new := make([][]*string, len(changes)), make([][]*string, len(changes))
+	// Per column, the texts of every change (NULLs where there is no image: the arrays are
+	// two-dimensional, so every column has every change).
+	old, new := make([][]*string, n), make([][]*string, n)
+	for i := 0; i < n; i++ {
+		old[i], new[i] = make([]*string, len(changes)), make([]*string, len(changes))
+	}
 	for k, c := range changes {
 		hasOld[k], hasNew[k] = c.old != nil, c.new != nil
 		var w []string
@@ -157,9 +160,14 @@ func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, change
 			joined := strings.Join(w, "; ")
 			warn[k] = &joined
 		}
-		old[k], new[k] = make([]*string, n), make([]*string, n)
-		copy(old[k], c.old)
-		copy(new[k], c.new)
+		for i := 0; i < n; i++ {
+			if i < len(c.old) {
+				old[i][k] = c.old[i]
+			}
+			if i < len(c.new) {
+				new[i][k] = c.new[i]
+			}
+		}
 	}
 	// audit.row_images runs the table owner's code (domain checks, casts) as a role with no
 	// rights; the timeout keeps that code from holding up the trail.
@@ -247,13 +255,17 @@ func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, err
 	}
 	last := txs[len(txs)-1].end
 
+	start := time.Now()
 	events, err := s.entries(ctx, tx, txs, next)
 	if err != nil {
 		return nil, err
 	}
+	built := time.Now()
 	if err := appendEntries(ctx, tx, head, headHash, events, last.String()); err != nil {
 		return nil, err
 	}
+	s.log.Debug("sealed from the WAL", "entries", len(events), "build", built.Sub(start).Round(time.Millisecond),
+		"append", time.Since(built).Round(time.Millisecond))
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}

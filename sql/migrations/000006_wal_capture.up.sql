@@ -89,7 +89,7 @@ END $$;
 -- built from the column texts, which runs no code of anyone's.
 -- types, typmods: each column's type and modifier (as the WAL's relation message gives them);
 -- names: the columns; excl: excluded columns; pk: key
--- columns; has_old, has_new, warn: per change; old, new: per change and column, the texts.
+-- columns; has_old, has_new, warn: per change; old, new: per column and change, the texts.
 -- The derivations are audit.seal's and audit.capture_excluding's: excluded columns leave the
 -- images but a change to them is named; changed_columns are the keys that differ (all keys for an
 -- insert or delete), sorted bytewise; resource_id is the key columns' values joined by commas.
@@ -98,19 +98,28 @@ CREATE FUNCTION audit.row_images(types oid[], typmods integer[], names text[], e
 RETURNS TABLE (before_state text, after_state text, changed_columns text[], resource_id text, details text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  olds text;
-  news text;
+  arrays text;  -- the columns' arrays, for unnest
+  aliases text; -- their names in the unnest
+  before text;  -- the expression of the old image
+  after text;   -- and of the new one
 BEGIN
+  -- old and new hold a row per column (column-major), and each column is read by one unnest, in
+  -- one pass: a subscript of an array of text walks it from its start, so reading change by
+  -- change would take time quadratic in the batch.
+  SELECT string_agg(format(', $8[%s:%s], $9[%s:%s]', i, i, i, i), '' ORDER BY i),
+         string_agg(format('o%s, n%s, ', i, i), '' ORDER BY i)
+    INTO arrays, aliases FROM generate_subscripts(names, 1) AS i;
   IF typed THEN
     -- format_type with this function's search_path names every type with its schema.
-    SELECT string_agg(format('($8[u.ord][%s])::%s AS %I', i, format_type(types[i], NULLIF(typmods[i], -1)), names[i]), ', ' ORDER BY i),
-           string_agg(format('($9[u.ord][%s])::%s AS %I', i, format_type(types[i], NULLIF(typmods[i], -1)), names[i]), ', ' ORDER BY i)
-      INTO olds, news FROM generate_subscripts(names, 1) AS i;
-    olds := format('(SELECT to_jsonb(x) FROM (SELECT %s) x)', olds);
-    news := format('(SELECT to_jsonb(x) FROM (SELECT %s) x)', news);
+    SELECT format('(SELECT to_jsonb(x) FROM (SELECT %s) x)',
+                  string_agg(format('u.o%s::%s AS %I', i, format_type(types[i], NULLIF(typmods[i], -1)), names[i]), ', ' ORDER BY i)),
+           format('(SELECT to_jsonb(x) FROM (SELECT %s) x)',
+                  string_agg(format('u.n%s::%s AS %I', i, format_type(types[i], NULLIF(typmods[i], -1)), names[i]), ', ' ORDER BY i))
+      INTO before, after FROM generate_subscripts(names, 1) AS i;
   ELSE
-    olds := 'jsonb_object($10, ARRAY(SELECT unnest($8[u.ord:u.ord])))';
-    news := 'jsonb_object($10, ARRAY(SELECT unnest($9[u.ord:u.ord])))';
+    SELECT format('jsonb_object($10, ARRAY[%s]::text[])', string_agg(format('u.o%s', i), ', ' ORDER BY i)),
+           format('jsonb_object($10, ARRAY[%s]::text[])', string_agg(format('u.n%s', i), ', ' ORDER BY i))
+      INTO before, after FROM generate_subscripts(names, 1) AS i;
   END IF;
   RETURN QUERY EXECUTE format($q$
     SELECT m.bm::text, m.am::text,
@@ -122,13 +131,13 @@ BEGIN
            NULLIF(jsonb_strip_nulls(jsonb_build_object(
              'excluded_columns_changed', CASE WHEN cardinality(m.ec) > 0 THEN to_jsonb(m.ec) END,
              'capture_warning', u.warn)), '{}')::text
-      FROM generate_series(1, cardinality($5)) AS g(ord)
-      CROSS JOIN LATERAL (SELECT g.ord, $5[g.ord] AS has_old, $6[g.ord] AS has_new, $7[g.ord] AS warn) u
+      FROM unnest($5, $6, $7%s) WITH ORDINALITY AS u(has_old, has_new, warn, %sord)
       CROSS JOIN LATERAL (SELECT CASE WHEN u.has_old THEN %s END AS bf, CASE WHEN u.has_new THEN %s END AS af) f
       CROSS JOIN LATERAL (SELECT f.bf, f.af, f.bf - $3 AS bm, f.af - $3 AS am,
                                  CASE WHEN u.has_old AND u.has_new THEN
                                    ARRAY(SELECT c FROM unnest($3) AS c WHERE f.bf -> c IS DISTINCT FROM f.af -> c) ELSE '{}' END AS ec) m
-     ORDER BY u.ord$q$, olds, news)
+     ORDER BY u.ord$q$,
+      COALESCE(arrays, ''), COALESCE(aliases, ''), COALESCE(before, '''{}''::jsonb'), COALESCE(after, '''{}''::jsonb'))
     USING types, names, excl, pk, has_old, has_new, warn, old, new, names;
 END $$;
 
