@@ -39,6 +39,8 @@ const (
 	warnOldImage = "replica identity not FULL: before_state holds only the key columns"
 	// warnGap: the slot was gone; changes in mode wal made meanwhile never reached the trail.
 	warnGap = "the replication slot was created anew: changes to tables in mode wal between from_lsn and to_lsn are lost"
+	// warnBare: not even a text image could be built (a value too large for jsonb, say).
+	warnBare = "no row images: they could not be built: "
 	// warnText: the images did not convert to their column types; values are kept as text.
 	warnText = "row images kept as text, a value did not convert to its type: "
 )
@@ -68,6 +70,8 @@ type walTable struct {
 	pk      []string
 	exclude []string
 	names   []string // the columns
+	// untyped: a conversion of this table's rows overran; its images are built as text.
+	untyped bool
 }
 
 // change is one row change of a walTable, or a TRUNCATE (no images).
@@ -108,34 +112,116 @@ func (s *Stream) lookupTable(ctx context.Context, rel *pglogrepl.RelationMessage
 	return t, nil
 }
 
-// images fills the fields PostgreSQL derives for changes of one table (never TRUNCATE). When a
-// change's images do not convert to their types, that change's images are built from the column
-// texts instead, and flagged: no value stops the trail.
-func (s *Stream) images(ctx context.Context, tx pgx.Tx, t *walTable, changes []*change, events []*pgtrail.Event) error {
-	err := s.typedImages(ctx, tx, t, changes, events, "")
-	if err == nil || ctx.Err() != nil {
-		return err
+// imager runs the row-images queries on a connection of its own, closed after each batch: the
+// table owners' code runs there (as pgtrail_typer), and whatever it does to its session
+// (settings, temporary objects) never reaches the connections the stream acts on as itself.
+type imager struct {
+	s    *Stream
+	conn *pgx.Conn
+}
+
+func (m *imager) close() {
+	if m.conn != nil {
+		m.conn.Close(context.Background())
+		m.conn = nil
 	}
-	for k := range changes {
-		err := s.typedImages(ctx, tx, t, changes[k:k+1], events[k:k+1], "")
-		if err == nil {
-			continue
+}
+
+// query runs sql on the imager's connection (a new one after a failure) and scans its rows
+// into events, terminating the backend if it overruns timeout (code in a table owner's types
+// runs in it, and may catch a statement timeout).
+func (m *imager) query(ctx context.Context, timeout time.Duration, sql string, args []any, events []*pgtrail.Event) error {
+	if m.conn == nil {
+		cfg := m.s.cfg.ConnConfig.Copy()
+		cfg.RuntimeParams["search_path"] = "pg_catalog, pg_temp"
+		cfg.RuntimeParams["application_name"] = "pgtrail stream (row images)"
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("connect: %w", err)
 		}
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) {
+		m.conn = conn
+	}
+	pid := m.conn.PgConn().PID()
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	stop := context.AfterFunc(qctx, func() {
+		if ctx.Err() == nil {
+			m.s.pool.Exec(context.WithoutCancel(ctx), "SELECT pg_terminate_backend($1)", pid)
+		}
+	})
+	defer stop()
+	err := scanImages(qctx, m.conn, sql, args, events)
+	if err != nil {
+		// The session may hold whatever the failed code left: never reuse it.
+		m.close()
+		if qctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("row images did not finish within %s (the query's backend was terminated)", timeout)
+		}
+	}
+	return err
+}
+
+// images fills the fields PostgreSQL derives for changes of one table (never TRUNCATE). When a
+// change's images do not convert to their types (or the conversion overruns), that change's
+// images are built from the column texts instead, and flagged; when even that fails (a value too
+// large for jsonb), the entry keeps no images, flagged. No value stops the trail.
+func (s *Stream) images(ctx context.Context, m *imager, t *walTable, changes []*change, events []*pgtrail.Event) error {
+	if !t.untyped {
+		err := s.typedImages(ctx, m, t, changes, events, "", s.cfg.ImagesTimeout)
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		s.log.Warn("a row image does not convert to its column types; keeping its values as text", "table", t.name, "err", pgErr.Message)
-		if err := s.typedImages(ctx, tx, t, changes[k:k+1], events[k:k+1], pgErr.Message); err != nil {
+	}
+	for k := range changes {
+		one, ev := changes[k:k+1], events[k:k+1]
+		var failure string
+		if !t.untyped {
+			err := s.typedImages(ctx, m, t, one, ev, "", s.cfg.ImagesTimeout/10)
+			if err == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			failure = err.Error()
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) {
+				failure = pgErr.Message
+			} else {
+				// An overrun: the table's types run code that does not finish. Its images are
+				// built as text from now on (for this version of the table).
+				t.untyped = true
+			}
+		} else {
+			failure = "an earlier conversion of this table's rows did not finish"
+		}
+		s.log.Warn("a row image does not convert to its column types; keeping its values as text", "table", t.name, "err", failure)
+		err := s.typedImages(ctx, m, t, one, ev, failure, s.cfg.ImagesTimeout)
+		if err == nil || ctx.Err() != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		s.log.Warn("a row image cannot be kept even as text; the entry keeps none", "table", t.name, "err", err)
+		if err := s.bareImage(ctx, one[0], ev[0], failure+"; "+err.Error()); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// typedImages runs imagesQuery for changes inside a savepoint of tx, or, with failure set (the
-// error imagesQuery gave), textImagesQuery.
-func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, changes []*change, events []*pgtrail.Event, failure string) error {
+// bareImage gives e no row images, only its flag: for a change whose images cannot be built.
+func (s *Stream) bareImage(ctx context.Context, c *change, e *pgtrail.Event, failure string) error {
+	e.BeforeState, e.AfterState, e.ResourceID, e.ChangedColumns = nil, nil, nil, []string{}
+	// PostgreSQL writes the JSON: its text is what audit.canonical hashes.
+	return s.pool.QueryRow(ctx, `SELECT jsonb_build_object('capture_warning', $1::text)::text`,
+		warnBare+failure).Scan(&e.Details)
+}
+
+// typedImages runs audit.row_images for changes: typed, or, with failure set (why typing failed),
+// from the column texts.
+func (s *Stream) typedImages(ctx context.Context, m *imager, t *walTable, changes []*change, events []*pgtrail.Event, failure string, timeout time.Duration) error {
 	n := len(t.rel.Columns)
 	hasOld, hasNew, warn := make([]bool, len(changes)), make([]bool, len(changes)), make([]*string, len(changes))
 	// Per column, the texts of every change (NULLs where there is no image: the arrays are
@@ -170,28 +256,18 @@ func (s *Stream) typedImages(ctx context.Context, tx pgx.Tx, t *walTable, change
 		}
 	}
 	// audit.row_images runs the table owner's code (domain checks, casts) as a role with no
-	// rights; the timeout keeps that code from holding up the trail.
+	// rights, on the imager's connection.
 	query := `SELECT * FROM audit.row_images($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 	args := []any{t.types, t.typmods, t.names, t.exclude, t.pk, hasOld, hasNew, warn, old, new, failure == ""}
-	if _, err := tx.Exec(ctx, "SAVEPOINT images; SET LOCAL statement_timeout = '30s'"); err != nil {
-		return fmt.Errorf("build row images of %s: %w", t.name, err)
-	}
-	err := scanImages(ctx, tx, query, args, events)
-	if err != nil {
-		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT images"); rerr != nil {
-			return fmt.Errorf("build row images of %s: %w (then: %v)", t.name, err, rerr)
-		}
-		return fmt.Errorf("build row images of %s: %w", t.name, err)
-	}
-	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT images; SET LOCAL statement_timeout = 0"); err != nil {
+	if err := m.query(ctx, timeout, query, args, events); err != nil {
 		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
 	return nil
 }
 
 // scanImages runs an images query and scans one row into each event, in order.
-func scanImages(ctx context.Context, tx pgx.Tx, query string, args []any, events []*pgtrail.Event) error {
-	rows, err := tx.Query(ctx, query, args...)
+func scanImages(ctx context.Context, conn *pgx.Conn, query string, args []any, events []*pgtrail.Event) error {
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -220,24 +296,12 @@ func scanImages(ctx context.Context, tx pgx.Tx, query string, args []any, events
 // returns the entries it wrote. Transactions the chain head says are chained already (a crash
 // came between that and their acknowledgement) are left out.
 func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-
-	// The head first: it serializes sealers, and says where a crash left off.
-	var head int64
-	var headHash []byte
+	// Where a crash left off, and the server's next xid: read without a lock. Only this stream
+	// moves wal_lsn (one stream per slot), so it cannot move before the lock below.
 	var chainedLSN, xmax string
-	if err := tx.QueryRow(ctx, `SELECT seq, entry_hash, wal_lsn::text, pg_snapshot_xmax(pg_current_snapshot())::text
-	                              FROM audit.chain_head FOR UPDATE`).Scan(&head, &headHash, &chainedLSN, &xmax); err != nil {
-		return nil, fmt.Errorf("lock chain head: %w", err)
+	if err := s.pool.QueryRow(ctx, `SELECT wal_lsn::text, pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text
+	                                  FROM audit.chain_head`).Scan(&chainedLSN, &xmax); err != nil {
+		return nil, fmt.Errorf("read chain head: %w", err)
 	}
 	chained, err := pglogrepl.ParseLSN(chainedLSN)
 	if err != nil {
@@ -255,20 +319,44 @@ func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, err
 	}
 	last := txs[len(txs)-1].end
 
+	// The entries are built before the head is locked: the table owners' code runs in the
+	// building, and must never hold up the other writers of the chain.
 	start := time.Now()
-	events, err := s.entries(ctx, tx, txs, next)
+	m := &imager{s: s}
+	events, err := s.entries(ctx, m, txs, next)
+	m.close()
 	if err != nil {
 		return nil, err
 	}
 	built := time.Now()
+
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var head int64
+	var headHash []byte
+	var lockedLSN string
+	if err := tx.QueryRow(ctx, `SELECT seq, entry_hash, wal_lsn::text FROM audit.chain_head FOR UPDATE`).Scan(&head, &headHash, &lockedLSN); err != nil {
+		return nil, fmt.Errorf("lock chain head: %w", err)
+	}
+	if lockedLSN != chainedLSN {
+		return nil, fmt.Errorf("the chain head's wal_lsn moved from %s to %s: another stream chains this database's WAL", chainedLSN, lockedLSN)
+	}
 	if err := appendEntries(ctx, tx, head, headHash, events, last.String()); err != nil {
 		return nil, err
 	}
-	s.log.Debug("sealed from the WAL", "entries", len(events), "build", built.Sub(start).Round(time.Millisecond),
-		"append", time.Since(built).Round(time.Millisecond))
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	s.log.Debug("sealed from the WAL", "entries", len(events), "build", built.Sub(start).Round(time.Millisecond),
+		"append", time.Since(built).Round(time.Millisecond))
 	return events, nil
 }
 
@@ -366,7 +454,7 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 
 // entries builds the unchained entries of txs, in order. next is the server's next xid (xid8),
 // from which a transaction's 32-bit xid gets its epoch when no context message gave its xid8.
-func (s *Stream) entries(ctx context.Context, q pgx.Tx, txs []walTx, next uint64) ([]pgtrail.Event, error) {
+func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint64) ([]pgtrail.Event, error) {
 	var events []pgtrail.Event
 	byTable := map[*walTable][]int{}
 	var ips []string
@@ -425,7 +513,7 @@ func (s *Stream) entries(ctx context.Context, q pgx.Tx, txs []walTx, next uint64
 				}
 			}
 		}
-		if err := s.images(ctx, q, t, changes, evs); err != nil {
+		if err := s.images(ctx, m, t, changes, evs); err != nil {
 			return nil, err
 		}
 	}
@@ -433,7 +521,7 @@ func (s *Stream) entries(ctx context.Context, q pgx.Tx, txs []walTx, next uint64
 	// else kept as given in actor_ip_raw.
 	if len(ips) > 0 {
 		norm := map[string]*string{}
-		rows, err := q.Query(ctx, `SELECT v, format('%s', audit.try_inet(v)) FROM unnest($1::text[]) AS v WHERE audit.try_inet(v) IS NOT NULL`, ips)
+		rows, err := s.pool.Query(ctx, `SELECT v, pg_catalog.format('%s', audit.try_inet(v)) FROM pg_catalog.unnest($1::text[]) AS v WHERE audit.try_inet(v) IS NOT NULL`, ips)
 		if err != nil {
 			return nil, fmt.Errorf("read actor addresses: %w", err)
 		}
@@ -472,6 +560,9 @@ func decodeContext(content []byte, key []byte, xid uint32) *sessionContext {
 		return nil
 	}
 	body, mac := content[:i], content[i+1:]
+	if len(mac) != 2*sha256.Size {
+		return nil
+	}
 	inner := sha256.Sum256(append(append([]byte(nil), key...), body...))
 	want := sha256.Sum256(append(append([]byte(nil), key...), inner[:]...))
 	got := make([]byte, sha256.Size)

@@ -50,6 +50,7 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultWALWarnBytes      = 1 << 30
 	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultImagesTimeout     = 30 * time.Second
 )
 
 // Config configures a Stream.
@@ -72,6 +73,10 @@ type Config struct {
 	WALWarnBytes int64
 	// ShutdownTimeout bounds the final flush on stop.
 	ShutdownTimeout time.Duration
+	// ImagesTimeout bounds one query building row images of tables in mode wal (code of the
+	// tables' owners runs in it); past it the query's backend is terminated and the images are
+	// built from the column texts.
+	ImagesTimeout time.Duration
 	// ExitWhenCaughtUp makes Run return once everything written before it started is archived.
 	ExitWhenCaughtUp bool
 	// Observer, when set, sees every batch once it is durable and every tampering seen in the WAL.
@@ -107,6 +112,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.ImagesTimeout == 0 {
+		c.ImagesTimeout = DefaultImagesTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

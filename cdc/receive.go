@@ -287,7 +287,18 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 		r.received = max(r.received, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 		msg, err := pglogrepl.Parse(xld.WALData)
 		if err != nil {
-			return fmt.Errorf("parse pgoutput message: %w", err)
+			// A message this stream cannot read (pglogrepl refuses a row of a table without
+			// columns, say) must not stop the trail: it is recorded and skipped.
+			r.m.Errors.WithLabelValues("decode").Inc()
+			r.log.Error("CAPTURE GAP: a change in the WAL cannot be decoded; recorded and skipped", "lsn", xld.WALStart, "err", err)
+			if r.cfg.Observer != nil {
+				r.cfg.Observer.Tampering(ctx, "UNDECODABLE", "")
+			}
+			if _, err := r.pool.Exec(ctx, `SELECT audit.log_event('CAPTURE_GAP', 'wal', $1, 'FAILURE', jsonb_build_object('error', $2::text, 'seen_by', 'pgtrail stream'))`,
+				xld.WALStart.String(), err.Error()); err != nil {
+				r.log.Error("could not record the undecodable change", "err", err)
+			}
+			return nil
 		}
 		return r.logical(ctx, msg)
 	}

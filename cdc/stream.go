@@ -69,6 +69,9 @@ func (s *Stream) Run(ctx context.Context) error {
 		return err
 	}
 	pcfg.ConnConfig = s.cfg.ConnConfig.Copy()
+	// The stream acts as a superuser or pgtrail_sealer: no name it uses may resolve to someone's
+	// schema or temporary object.
+	pcfg.ConnConfig.RuntimeParams["search_path"] = "pg_catalog, pg_temp"
 	pcfg.MaxConns = 4
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return fmt.Errorf("connect: %w", err)

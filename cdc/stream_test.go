@@ -857,3 +857,62 @@ func TestCaptureLag(t *testing.T) {
 		t.Errorf("slot dropped: %+v, %v", problems, err)
 	}
 }
+
+// TestStream_WALOwnerCodeSession: the owner's code that the stream runs to type row images goes
+// further (found by a second red-team pass): it changes its session's search_path for good and
+// shadows functions and catalog views the stream uses, hoping that the stream's later queries
+// (as a superuser) run them; it also refuses to end (catching the statement timeout); and any
+// role emits a context message whose MAC is too short, which once crashed the stream. What must
+// hold: the owner gains nothing, the stream goes on, and every change is in the trail (the
+// stalled ones with text images, flagged).
+func TestStream_WALOwnerCodeSession(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE ROLE wal_session_app LOGIN; CREATE SCHEMA owned AUTHORIZATION wal_session_app; GRANT USAGE ON SCHEMA owned TO PUBLIC`)
+	owner := testdb.Pool(t, strings.Replace(f.url, "postgres@", "wal_session_app@", 1))
+	testdb.Exec(t, owner, `
+		CREATE FUNCTION owned.escalate() RETURNS void LANGUAGE plpgsql AS $f$
+		BEGIN
+		  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN EXECUTE 'ALTER ROLE wal_session_app SUPERUSER'; END IF;
+		END $f$;
+		CREATE FUNCTION owned.pg_current_snapshot() RETURNS pg_snapshot LANGUAGE plpgsql AS $f$
+		BEGIN PERFORM owned.escalate(); RETURN pg_catalog.pg_current_snapshot(); END $f$;
+		CREATE FUNCTION owned.to_regclass(text) RETURNS regclass LANGUAGE plpgsql AS $f$
+		BEGIN PERFORM owned.escalate(); RETURN pg_catalog.to_regclass($1); END $f$;
+		CREATE FUNCTION owned.taint(v int) RETURNS boolean LANGUAGE plpgsql AS $f$
+		BEGIN
+		  PERFORM set_config('search_path', 'owned, pg_catalog', false);
+		  EXECUTE 'CREATE TEMP VIEW IF NOT EXISTS pg_replication_slots AS SELECT * FROM pg_catalog.pg_replication_slots WHERE owned.escalate() IS NULL';
+		  RETURN true;
+		EXCEPTION WHEN others THEN RETURN true;
+		END $f$;
+		CREATE FUNCTION owned.stall(v int) RETURNS boolean LANGUAGE plpgsql AS $f$
+		BEGIN
+		  IF current_user = 'pgtrail_typer' THEN
+		    LOOP BEGIN PERFORM pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP;
+		  END IF;
+		  RETURN true;
+		END $f$;
+		CREATE DOMAIN owned.tainted AS int CHECK (owned.taint(VALUE));
+		CREATE DOMAIN owned.stalling AS int CHECK (owned.stall(VALUE));
+		CREATE TABLE owned.a (id int PRIMARY KEY, v owned.tainted);
+		CREATE TABLE owned.b (id int PRIMARY KEY, v owned.stalling)`)
+	testdb.Exec(t, f.db, `SELECT audit.enable('owned.a', '{}', NULL, 'wal'); SELECT audit.enable('owned.b', '{}', NULL, 'wal')`)
+	cfg := f.config(t)
+	cfg.ImagesTimeout = 2 * time.Second
+	f.start(t, cfg)
+	testdb.Exec(t, owner, `INSERT INTO owned.a VALUES (1, 1); INSERT INTO owned.b VALUES (1, 1)`)
+	testdb.Exec(t, owner, `SELECT pg_logical_emit_message(true, 'pgtrail.context', E'{}\n' || repeat('00', 40)); UPDATE owned.a SET v = 2`)
+	testdb.Exec(t, f.db, `INSERT INTO accounts VALUES (7, 'after', 1)`)
+	waitChained(t, f.db, "public.accounts", 1)
+	waitChained(t, f.db, "owned.a", 2)
+	waitChained(t, f.db, "owned.b", 1)
+	var super bool
+	if err := f.db.QueryRow(context.Background(), `SELECT rolsuper FROM pg_roles WHERE rolname = 'wal_session_app'`).Scan(&super); err != nil || super {
+		t.Errorf("the owner's code reached the stream's rights: rolsuper = %v (%v)", super, err)
+	}
+	var warning string
+	if err := f.db.QueryRow(context.Background(), `SELECT details ->> 'capture_warning' FROM audit.events WHERE resource_type = 'owned.b'`).Scan(&warning); err != nil ||
+		!strings.Contains(warning, "did not finish") {
+		t.Errorf("the stalled image: warning %q (%v), want it kept as text and flagged", warning, err)
+	}
+}

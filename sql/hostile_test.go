@@ -251,6 +251,11 @@ func TestHostile_OwnerCodeInCapture(t *testing.T) {
 	for _, bad := range []string{
 		`INSERT INTO audit.pending (action_type, resource_type, outcome, before_state, after_state) VALUES ('UPDATE', 'x', 'SUCCESS', '1', '2')`,
 		`INSERT INTO audit.pending (action_type, resource_type, outcome, txid, occurred_at) VALUES ('UPDATE', 'x', 'SUCCESS', '1', now() - interval '1 year')`,
+		// Longer than an index entry holds (action_type is indexed as it is), or not a word.
+		`INSERT INTO audit.pending (action_type, resource_type, outcome) VALUES ((SELECT string_agg(md5(i::text), '') FROM generate_series(1, 200) i), 'y', 'SUCCESS')`,
+		`INSERT INTO audit.pending (action_type, resource_type, outcome) VALUES ('UPDATE', 'y', 'MAYBE')`,
+		// The stream cannot scan a NULL changed column.
+		`SELECT audit.log_event('X', 'y', 'z', 'SUCCESS', '{"excluded_columns_changed": [null]}')`,
 	} {
 		if _, err := app.Exec(ctx, bad); err == nil {
 			t.Errorf("as the application: %s: accepted, want refused", bad)

@@ -17,6 +17,8 @@ REVOKE INSERT ON audit.pending FROM PUBLIC;
 DROP POLICY capture ON audit.pending;
 ALTER TABLE audit.pending DROP CONSTRAINT details_reserved_keys;
 ALTER TABLE audit.pending DROP CONSTRAINT images_are_objects;
+ALTER TABLE audit.pending DROP CONSTRAINT action_type_word;
+ALTER TABLE audit.pending DROP CONSTRAINT outcome_known;
 DROP FUNCTION audit.ddl_relation(oid, oid);
 
 DROP INDEX audit.events_actor_idx;

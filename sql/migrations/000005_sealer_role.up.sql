@@ -86,8 +86,14 @@ ALTER TABLE audit.pending ADD CONSTRAINT images_are_objects CHECK (
   (before_state IS NULL OR jsonb_typeof(before_state) = 'object') AND (after_state IS NULL OR jsonb_typeof(after_state) = 'object'));
 ALTER TABLE audit.pending ADD CONSTRAINT details_reserved_keys CHECK (
   details IS NULL OR jsonb_typeof(details) <> 'object'
-  OR ((NOT details ? 'excluded_columns_changed' OR jsonb_typeof(details -> 'excluded_columns_changed') = 'array')
+  OR ((NOT details ? 'excluded_columns_changed'
+       OR (jsonb_typeof(details -> 'excluded_columns_changed') = 'array'
+           AND NOT jsonb_path_exists(details, '$.excluded_columns_changed[*] ? (@.type() != "string")')))
       AND NOT details ? 'capture_warning'));
+-- action_type is indexed as it is, and outcome is one of three: as audit.log_event checks them
+-- (a writer inserting into audit.pending directly skips that check).
+ALTER TABLE audit.pending ADD CONSTRAINT action_type_word CHECK (action_type ~ '^[A-Z][A-Z0-9_]{0,62}$');
+ALTER TABLE audit.pending ADD CONSTRAINT outcome_known CHECK (outcome IN ('SUCCESS', 'FAILURE', 'UNAUTHORIZED'));
 
 -- Only the sealer's own functions write the trail.
 CREATE OR REPLACE FUNCTION audit.refuse_unless_sealing() RETURNS trigger
