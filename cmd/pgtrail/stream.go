@@ -85,6 +85,7 @@ func runStream(ctx context.Context, e *env, args []string) error {
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. :9187)")
 	shutdown := fs.Duration("shutdown-timeout", cdc.DefaultShutdownTimeout, "on SIGTERM/SIGINT, time allowed to archive what is buffered")
 	caughtUp := fs.Bool("exit-when-caught-up", false, "exit 0 once everything written before the start is archived")
+	imagesTimeout := fs.Duration("images-timeout", cdc.DefaultImagesTimeout, "tables in mode wal: longest a query typing row images may run (the tables' owners' code runs in it) before its images are kept as text")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	verbose := fs.Bool("v", false, "log every batch")
 	rules := fs.String("rules", "", "alert rules file (YAML, see docs/alerts.md): evaluate rules on the stream and POST alerts to webhooks; a bad file refuses the start")
@@ -141,7 +142,7 @@ func runStream(ctx context.Context, e *env, args []string) error {
 		ConnConfig: cfg, Slot: *slot, Publication: *publication,
 		BatchEvents: *batchEvents, BatchBytes: *batchBytes, BatchAge: *batchAge,
 		HeartbeatInterval: *heartbeat, WALWarnBytes: *walWarn, ShutdownTimeout: *shutdown,
-		ExitWhenCaughtUp: *caughtUp, Observer: observer, Logger: log, Metrics: metrics,
+		ExitWhenCaughtUp: *caughtUp, ImagesTimeout: *imagesTimeout, Observer: observer, Logger: log, Metrics: metrics,
 	}, &archive.Writer{Sink: sink, Key: key})
 	if err != nil {
 		return notRun(err)
