@@ -56,11 +56,25 @@ func WriteRow(b *bytes.Buffer, e *pgtrail.Event) {
 	field(e.DBUser)
 	nullable(e.ApplicationName)
 	nullable(e.ClientAddr)
-	cols := make([]string, len(e.ChangedColumns))
+	// changed_columns as an array literal, every element quoted (" and \ escaped); then the
+	// field's own COPY escaping.
+	var arr strings.Builder
+	arr.WriteByte('{')
 	for i, c := range e.ChangedColumns {
-		cols[i] = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(c) + `"`
+		if i > 0 {
+			arr.WriteByte(',')
+		}
+		arr.WriteByte('"')
+		for j := 0; j < len(c); j++ {
+			if c[j] == '"' || c[j] == '\\' {
+				arr.WriteByte('\\')
+			}
+			arr.WriteByte(c[j])
+		}
+		arr.WriteByte('"')
 	}
-	field("{" + strings.Join(cols, ",") + "}")
+	arr.WriteByte('}')
+	field(arr.String())
 	nullable(e.BeforeState)
 	nullable(e.AfterState)
 	nullable(e.Details)
