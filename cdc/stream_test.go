@@ -49,6 +49,15 @@ func fileSink(t *testing.T) archive.Sink {
 	return sink
 }
 
+// bothSinks are the sinks a test runs against in turn.
+var bothSinks = []struct {
+	name string
+	sink func(t *testing.T) archive.Sink
+}{
+	{"File", fileSink},
+	{"S3", func(t *testing.T) archive.Sink { return s3Sink(t, testcontainers.S3(t)) }},
+}
+
 func s3Sink(t *testing.T, srv *testcontainers.S3Server) archive.Sink {
 	bucket := testcontainers.S3Bucket(t, srv)
 	sink, err := archive.Open(context.Background(), "s3://"+bucket+"/trail", archive.Options{
@@ -238,14 +247,7 @@ func sameEvents(t *testing.T, got, want []pgtrail.Event) {
 // TestStream_EndToEnd writes under concurrency while streaming, into each sink, and reads the
 // archive back: every entry once, in chain order, every field as in the database.
 func TestStream_EndToEnd(t *testing.T) {
-	sinks := []struct {
-		name string
-		sink func(t *testing.T) archive.Sink
-	}{
-		{"File", fileSink},
-		{"S3", func(t *testing.T) archive.Sink { return s3Sink(t, testcontainers.S3(t)) }},
-	}
-	for _, s := range sinks {
+	for _, s := range bothSinks {
 		t.Run(s.name, func(t *testing.T) {
 			f := setup(t, s.sink(t))
 			// Entries sealed before the stream first starts are backfilled from the table.
@@ -498,15 +500,8 @@ func TestStream_ReceivesWhileUploading(t *testing.T) {
 // entries and every one after them, in the database and the archive, field for field (a tenant
 // id becomes part of each data file's key: a long one must not make the key unwritable).
 func TestStream_PoisonValues(t *testing.T) {
-	sinks := []struct {
-		name string
-		sink func(t *testing.T) archive.Sink
-	}{
-		{"File", fileSink},
-		{"S3", func(t *testing.T) archive.Sink { return s3Sink(t, testcontainers.S3(t)) }},
-	}
 	big := `(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 32768) i)` // 1 MiB
-	for _, s := range sinks {
+	for _, s := range bothSinks {
 		t.Run(s.name, func(t *testing.T) {
 			f := setup(t, s.sink(t))
 			f.start(t, f.config(t))
@@ -612,6 +607,21 @@ func TestStream_WALCapture(t *testing.T) {
 				strings.Join(e.ChangedColumns, ",") != "balance" || str(e.ActorIP) != "203.0.113.7" {
 				t.Errorf("update entry: %+v", e)
 			}
+		}
+	}
+}
+
+// dropSlot drops the slot pgtrail as a superuser would, once the walsender that read it (which
+// may outlive the stream's connection for a moment) lets go of it.
+func dropSlot(t *testing.T, db *pgxpool.Pool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drop slot: %v", err)
 		}
 	}
 }
@@ -783,13 +793,7 @@ func TestStream_WALSlotDropped(t *testing.T) {
 	if err := f.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := f.db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("drop slot: %v", err)
-		}
-	}
+	dropSlot(t, f.db)
 	testdb.Exec(t, f.db, `UPDATE accounts SET balance = 1000000 WHERE id = 1`) // lost: no slot
 	f.start(t, f.config(t))
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -846,13 +850,7 @@ func TestCaptureLag(t *testing.T) {
 	if err := f.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := f.db.Exec(ctx, `SELECT pg_drop_replication_slot('pgtrail')`); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("drop slot: %v", err)
-		}
-	}
+	dropSlot(t, f.db)
 	if problems, err := verify.CaptureLag(ctx, conn, "pgtrail", time.Minute); err != nil || len(problems) != 1 || !strings.Contains(problems[0].Detail, "is gone") {
 		t.Errorf("slot dropped: %+v, %v", problems, err)
 	}
