@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 // chain (no sealer or stream running, or one falling behind), or cannot reach it (the slot of
 // tables in mode wal is gone).
 const CaptureLagged Kind = "capture_lag"
+
+// ErrStandby: the capture lag is checked on the primary, not on a standby.
+var ErrStandby = errors.New("the database is a standby: capture lag is checked on the primary")
 
 // DefaultMaxCaptureLag is how long a committed change may wait to be chained before verify says so.
 const DefaultMaxCaptureLag = 3 * time.Minute
@@ -33,6 +37,14 @@ func CaptureLag(ctx context.Context, db CaptureConn, slot string, max time.Durat
 	var problems []Problem
 	add := func(format string, args ...any) {
 		problems = append(problems, Problem{Kind: CaptureLagged, Source: SourceDB, Detail: fmt.Sprintf(format, args...)})
+	}
+	var standby bool
+	if err := db.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
+		return nil, fmt.Errorf("read capture state: %w", err)
+	}
+	if standby {
+		// A standby neither seals nor holds the primary's logical slot: check on the primary.
+		return nil, ErrStandby
 	}
 	var pendingAge *float64
 	var walTables bool
@@ -79,7 +91,7 @@ func probe(ctx context.Context, db CaptureConn, slot string, max time.Duration) 
 	err := db.QueryRow(ctx, `SELECT (pg_logical_emit_message(true, 'pgtrail', 'verify-probe') + 0)::text
 	                           FROM set_config('synchronous_commit', 'on', true)`).Scan(&lsn)
 	if err != nil {
-		return []Problem{{Kind: CaptureLagged, Source: SourceDB, Detail: "could not write the capture probe: " + err.Error()}}
+		return []Problem{{Kind: CaptureLagged, Source: SourceDB, Detail: "could not write the capture probe, so the stream's lag is unknown: " + err.Error()}}
 	}
 	deadline := time.Now().Add(max)
 	for {
