@@ -398,9 +398,79 @@ func appendEntries(ctx context.Context, tx pgx.Tx, head int64, headHash []byte, 
 
 // recordGap chains a CAPTURE_GAP entry when the slot is created anew while tables are in mode
 // wal: their changes between the last one chained (the head's wal_lsn) and the new slot's
-// consistent point at reached no slot, and are lost. It is flagged (capture_warning), so verify
-// reports it; only the stream writes such entries (audit.pending refuses the key).
+// consistent point at reached no slot, and are lost.
 func (s *Stream) recordGap(ctx context.Context, at string) error {
+	var tables []string
+	var from string
+	var since time.Time
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE(array_agg(a.table_name ORDER BY a.table_name) FILTER (WHERE a.table_name IS NOT NULL), '{}'), h.wal_lsn::text, h.sealed_at
+	                               FROM audit.chain_head h LEFT JOIN audit.audited_tables a ON a.mode = 'wal'
+	                              GROUP BY h.wal_lsn, h.sealed_at`).Scan(&tables, &from, &since)
+	if err != nil {
+		return fmt.Errorf("read capture state: %w", err)
+	}
+	if len(tables) == 0 {
+		return nil // no table in mode wal: nothing was lost
+	}
+	s.log.Error("CAPTURE GAP: the replication slot was created anew while tables are in mode wal: their changes since the last one chained are lost",
+		"slot", s.cfg.Slot, "to_lsn", at, "tables", tables)
+	return s.recordFlagged(ctx, "replication slot", s.cfg.Slot, map[string]any{
+		"from_lsn": from, "to_lsn": at, "since": since, "tables": tables, "capture_warning": warnGap})
+}
+
+// checkCapture records, once per run of the stream, a CAPTURE_GAP entry for each table in mode
+// wal whose changes no longer reach the slot whole: out of the publication, replica identity not
+// FULL (before images hold only the key), UNLOGGED (nothing in the WAL). Run at each session's
+// start and with the slot check.
+func (s *Stream) checkCapture(ctx context.Context) error {
+	rows, err := s.pool.Query(ctx, `
+		SELECT a.table_name, p.problem
+		  FROM audit.audited_tables a JOIN pg_catalog.pg_class c ON c.oid = a.relid,
+		       LATERAL (VALUES
+		         (CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_publication_rel r JOIN pg_catalog.pg_publication pb ON pb.oid = r.prpubid
+		                                 WHERE pb.pubname = $1 AND r.prrelid = a.relid)
+		               THEN 'not in the publication: its changes do not reach the trail' END),
+		         (CASE WHEN c.relreplident <> 'f' THEN 'replica identity not FULL: before images hold only the key' END),
+		         (CASE WHEN c.relpersistence = 'u' THEN 'UNLOGGED: its changes never reach the WAL' END)) AS p(problem)
+		 WHERE a.mode = 'wal' AND p.problem IS NOT NULL ORDER BY 1, 2`, s.cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("check capture: %w", err)
+	}
+	type found struct{ table, problem string }
+	var all []found
+	for rows.Next() {
+		var f found
+		if err := rows.Scan(&f.table, &f.problem); err != nil {
+			rows.Close()
+			return fmt.Errorf("check capture: %w", err)
+		}
+		all = append(all, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check capture: %w", err)
+	}
+	for _, f := range all {
+		key := f.table + "\x00" + f.problem
+		if s.reported[key] {
+			continue
+		}
+		s.log.Error("CAPTURE GAP: "+f.table+" is in mode wal but "+f.problem, "table", f.table)
+		if err := s.recordFlagged(ctx, "table", f.table, map[string]any{"problem": f.problem, "capture_warning": f.problem}); err != nil {
+			return err
+		}
+		s.reported[key] = true
+	}
+	return nil
+}
+
+// recordFlagged chains a CAPTURE_GAP entry about resource, flagged by details' capture_warning
+// so that verify reports it; only the stream writes such entries (audit.pending refuses the key).
+func (s *Stream) recordFlagged(ctx context.Context, resourceType, resourceID string, details map[string]any) error {
+	doc, err := json.Marshal(details)
+	if err != nil {
+		return err
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -413,30 +483,20 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	var head int64
 	var headHash []byte
-	var details, txid, user string
-	var tables []string
-	err = tx.QueryRow(ctx, `
-		SELECT h.seq, h.entry_hash, t.tables,
-		       jsonb_build_object('from_lsn', h.wal_lsn::text, 'to_lsn', $1::text, 'since', h.sealed_at, 'tables', t.tables,
-		                          'capture_warning', $2::text)::text,
-		       pg_current_xact_id()::text, session_user
-		  FROM audit.chain_head h,
-		       LATERAL (SELECT array_agg(a.table_name ORDER BY a.table_name) AS tables FROM audit.audited_tables a WHERE a.mode = 'wal') t
-		   FOR UPDATE OF h`, at, warnGap).Scan(&head, &headHash, &tables, &details, &txid, &user)
+	var text, txid, user string
+	// PostgreSQL writes the details' text: it is what audit.canonical hashes.
+	err = tx.QueryRow(ctx, `SELECT h.seq, h.entry_hash, $1::jsonb::text, pg_current_xact_id()::text, session_user
+	                          FROM audit.chain_head h FOR UPDATE`, string(doc)).Scan(&head, &headHash, &text, &txid, &user)
 	if err != nil {
 		return fmt.Errorf("lock chain head: %w", err)
-	}
-	if len(tables) == 0 {
-		return nil // no table in mode wal: nothing was lost
 	}
 	id, err := strconv.ParseUint(txid, 10, 64)
 	if err != nil {
 		return fmt.Errorf("xid %q: %w", txid, err)
 	}
-	slot := s.cfg.Slot
 	e := pgtrail.Event{EventID: newUUID(), OccurredAt: time.Now().UTC().Truncate(time.Microsecond), TxID: id,
-		ActionType: "CAPTURE_GAP", ResourceType: "replication slot", ResourceID: &slot, Outcome: "FAILURE",
-		ActorID: "pgtrail stream", DBUser: user, ChangedColumns: []string{}, Details: &details}
+		ActionType: "CAPTURE_GAP", ResourceType: resourceType, ResourceID: &resourceID, Outcome: "FAILURE",
+		ActorID: "pgtrail stream", DBUser: user, ChangedColumns: []string{}, Details: &text}
 	if err := appendEntries(ctx, tx, head, headHash, []pgtrail.Event{e}, ""); err != nil {
 		return err
 	}
@@ -444,8 +504,6 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	s.m.Tampering.Inc()
-	s.log.Error("CAPTURE GAP: the replication slot was created anew while tables are in mode wal: their changes since the last one chained are lost",
-		"slot", slot, "to_lsn", at, "tables", tables)
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Tampering(ctx, "CAPTURE_GAP", strconv.FormatInt(head+1, 10))
 	}

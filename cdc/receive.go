@@ -225,6 +225,9 @@ func (r *receiver) tick(ctx context.Context) (done bool, err error) {
 	if !now.Before(r.nextSlot) {
 		r.nextSlot = now.Add(30 * time.Second)
 		r.checkSlot(ctx)
+		if err := r.checkCapture(ctx); err != nil {
+			r.log.Warn("could not check the capture of tables in mode wal", "err", err)
+		}
 	}
 	return false, nil
 }

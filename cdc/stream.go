@@ -32,6 +32,8 @@ type Stream struct {
 	lastHash []byte
 	// cutAt, when set, is where the next batch must end (a crash interrupted a batch ending there).
 	cutAt int64
+	// reported: capture problems already recorded by this run (checkCapture).
+	reported map[string]bool
 }
 
 // New checks cfg and returns a Stream writing to arch.
@@ -40,7 +42,7 @@ func New(cfg Config, arch Archive) (*Stream, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("stream config: %w", err)
 	}
-	return &Stream{cfg: cfg, arch: arch, log: cfg.Logger.With("slot", cfg.Slot), m: cfg.Metrics}, nil
+	return &Stream{cfg: cfg, arch: arch, log: cfg.Logger.With("slot", cfg.Slot), m: cfg.Metrics, reported: map[string]bool{}}, nil
 }
 
 // fatalError marks errors that retrying cannot fix (configuration, schema).
@@ -156,6 +158,9 @@ func (s *Stream) session(ctx context.Context) error {
 		if err := s.recordGap(ctx, at); err != nil {
 			return err
 		}
+	}
+	if err := s.checkCapture(ctx); err != nil {
+		return err
 	}
 	// Entries sealed before the slot existed (or while it was gone) never come through it: read
 	// them from the table. Entries that do come through again are skipped by seq.

@@ -914,3 +914,29 @@ func TestStream_WALOwnerCodeSession(t *testing.T) {
 		t.Errorf("the stalled image: warning %q (%v), want it kept as text and flagged", warning, err)
 	}
 }
+
+// TestStream_WALCaptureBroken: a superuser takes a table in mode wal out of the publication (no
+// event trigger records that) and gives it back its default replica identity, so that its
+// changes no longer reach the trail whole. What must happen: a CAPTURE_GAP entry for each
+// problem when the stream next looks, and verify db reporting them.
+func TestStream_WALCaptureBroken(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `ALTER PUBLICATION pgtrail DROP TABLE accounts; ALTER TABLE accounts REPLICA IDENTITY DEFAULT`)
+	f.start(t, f.config(t))
+	var n int
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := f.db.QueryRow(context.Background(), `SELECT count(*) FROM audit.events WHERE action_type = 'CAPTURE_GAP' AND resource_id = 'public.accounts'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if n != 2 {
+		t.Fatalf("CAPTURE_GAP entries for accounts: %d, want 2 (out of the publication, replica identity)", n)
+	}
+	rep, err := verify.DB(context.Background(), f.db)
+	if err != nil || len(rep.Problems) != 2 || rep.Problems[0].Kind != verify.CaptureWarning {
+		t.Errorf("verify db: %v %+v, want both reported", err, rep.Problems)
+	}
+}
