@@ -214,9 +214,13 @@ func (s *Stream) images(ctx context.Context, m *imager, t *walTable, changes []*
 // bareImage gives e no row images, only its flag: for a change whose images cannot be built.
 func (s *Stream) bareImage(ctx context.Context, c *change, e *pgtrail.Event, failure string) error {
 	e.BeforeState, e.AfterState, e.ResourceID, e.ChangedColumns = nil, nil, nil, []string{}
-	// PostgreSQL writes the JSON: its text is what audit.canonical hashes.
-	return s.pool.QueryRow(ctx, `SELECT jsonb_build_object('capture_warning', $1::text)::text`,
-		warnBare+failure).Scan(&e.Details)
+	return s.flag(ctx, e, warnBare+failure)
+}
+
+// flag sets e's details to {"capture_warning": warning}. PostgreSQL writes the JSON: its text is
+// what audit.canonical hashes.
+func (s *Stream) flag(ctx context.Context, e *pgtrail.Event, warning string) error {
+	return s.pool.QueryRow(ctx, `SELECT pg_catalog.jsonb_build_object('capture_warning', $1::text)::text`, warning).Scan(&e.Details)
 }
 
 // typedImages runs audit.row_images for changes: typed, or, with failure set (why typing failed),
@@ -547,8 +551,9 @@ func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint6
 			}
 			if c.action == "TRUNCATE" {
 				if c.ctx == nil {
-					d := `{"capture_warning": ` + jsonString(warnNoContext) + `}`
-					e.Details = &d
+					if err := s.flag(ctx, &e, warnNoContext); err != nil {
+						return nil, fmt.Errorf("flag a truncate: %w", err)
+					}
 				}
 			} else {
 				byTable[c.table] = append(byTable[c.table], len(events))
@@ -676,11 +681,6 @@ func nonEmpty(s *string) *string {
 		return nil
 	}
 	return s
-}
-
-func jsonString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
 }
 
 // newUUID returns a random version 4 UUID, as gen_random_uuid() would.

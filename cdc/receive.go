@@ -501,12 +501,10 @@ func (r *receiver) chainWAL(ctx context.Context) error {
 	if len(r.unsealed) == 0 {
 		return nil
 	}
-	start := time.Now()
 	events, err := r.sealWAL(ctx, r.unsealed)
 	if err != nil {
 		return err
 	}
-	r.log.Debug("chained from the WAL", "transactions", len(r.unsealed), "entries", len(events), "took", time.Since(start).Round(time.Millisecond))
 	r.unsealed, r.unsealedN = nil, 0
 	size := 0
 	for i := range events {
