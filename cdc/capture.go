@@ -427,16 +427,7 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 // FULL (before images hold only the key), UNLOGGED (nothing in the WAL). Run at each session's
 // start and with the slot check.
 func (s *Stream) checkCapture(ctx context.Context) error {
-	rows, err := s.pool.Query(ctx, `
-		SELECT a.table_name, p.problem
-		  FROM audit.audited_tables a JOIN pg_catalog.pg_class c ON c.oid = a.relid,
-		       LATERAL (VALUES
-		         (CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_publication_rel r JOIN pg_catalog.pg_publication pb ON pb.oid = r.prpubid
-		                                 WHERE pb.pubname = $1 AND r.prrelid = a.relid)
-		               THEN 'not in the publication: its changes do not reach the trail' END),
-		         (CASE WHEN c.relreplident <> 'f' THEN 'replica identity not FULL: before images hold only the key' END),
-		         (CASE WHEN c.relpersistence = 'u' THEN 'UNLOGGED: its changes never reach the WAL' END)) AS p(problem)
-		 WHERE a.mode = 'wal' AND p.problem IS NOT NULL ORDER BY 1, 2`, s.cfg.Publication)
+	rows, err := s.pool.Query(ctx, `SELECT table_name, problem FROM audit.capture_problems($1)`, s.cfg.Publication)
 	if err != nil {
 		return fmt.Errorf("check capture: %w", err)
 	}

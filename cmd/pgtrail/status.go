@@ -106,14 +106,7 @@ SELECT h.seq, h.entry_hash, h.sealed_at, (SELECT count(*) FROM audit.pending),
 SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
        COALESCE((SELECT tg.tgenabled <> 'D' FROM pg_trigger tg WHERE tg.tgrelid = t.relid
                    AND tg.tgname = CASE t.mode WHEN 'wal' THEN 'pgtrail_context' ELSE 'pgtrail_capture' END), false),
-       CASE WHEN t.mode = 'wal' THEN concat_ws('; ',
-         CASE WHEN NOT EXISTS (SELECT FROM pg_publication_tables p WHERE p.pubname = 'pgtrail'
-                                 AND format('%I.%I', p.schemaname, p.tablename)::regclass = t.relid)
-              THEN 'NOT IN PUBLICATION pgtrail: its changes do not reach the trail' END,
-         CASE WHEN (SELECT c.relreplident FROM pg_class c WHERE c.oid = t.relid) <> 'f'
-              THEN 'REPLICA IDENTITY NOT FULL: before images hold only the key' END,
-         CASE WHEN (SELECT c.relpersistence FROM pg_class c WHERE c.oid = t.relid) = 'u'
-              THEN 'UNLOGGED: its changes never reach the WAL' END) END
+       (SELECT string_agg(p.problem, '; ' ORDER BY p.problem) FROM audit.capture_problems() p WHERE p.table_name = t.table_name)
   FROM audit.audited_tables t ORDER BY t.table_name`)
 	if err != nil {
 		return nil, permissionOrFail("read audited tables", err)
@@ -124,7 +117,7 @@ SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
 		err := r.Scan(&t.Name, &t.ExcludeColumns, &t.EnabledAt, &t.EnabledBy, &t.Mode, &t.TriggerEnabled, &problem)
 		switch {
 		case problem != nil && *problem != "":
-			t.Problem = *problem
+			t.Problem = shout(*problem)
 		case !t.TriggerEnabled && t.Mode == "wal":
 			t.Problem = "CONTEXT TRIGGER DISABLED OR MISSING: changes are captured without who made them"
 		case !t.TriggerEnabled:
@@ -168,6 +161,18 @@ SELECT slot_name, active, confirmed_flush_lsn::text,
 		return nil, fmt.Errorf("read replication slots: %w", err)
 	}
 	return st, nil
+}
+
+// shout upper-cases what comes before each problem's colon, for status to show it as loudly as
+// the other broken states ("not in the publication: ..." → "NOT IN THE PUBLICATION: ...").
+func shout(problems string) string {
+	parts := strings.Split(problems, "; ")
+	for i, p := range parts {
+		if head, rest, ok := strings.Cut(p, ":"); ok {
+			parts[i] = strings.ToUpper(head) + ":" + rest
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func permissionOrFail(what string, err error) error {

@@ -28,6 +28,7 @@ ALTER TABLE audit.audited_tables OWNER TO pgtrail_owner;
 GRANT SELECT, INSERT, UPDATE, DELETE ON audit.audited_tables TO pgtrail_sealer;
 DROP FUNCTION audit.publish_table(regclass, boolean);
 DROP FUNCTION audit.emit_context();
+DROP FUNCTION audit.capture_problems(text);
 DROP FUNCTION audit.emit_signed_context();
 DROP TABLE audit.context_key;
 DROP FUNCTION audit.row_images(oid[], integer[], text[], text[], text[], boolean[], boolean[], text[], text[], text[], boolean);

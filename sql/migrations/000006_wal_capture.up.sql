@@ -203,6 +203,23 @@ BEGIN
   END IF;
 END $$;
 
+-- What keeps the changes of tables in mode wal from reaching the trail whole, a row per table and
+-- problem: `pgtrail status` shows them, and the stream records them as CAPTURE_GAP entries.
+CREATE FUNCTION audit.capture_problems(publication text DEFAULT 'pgtrail')
+RETURNS TABLE (table_name text, problem text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT a.table_name, p.problem
+    FROM audit.audited_tables a JOIN pg_class c ON c.oid = a.relid,
+         LATERAL (VALUES
+           (CASE WHEN NOT EXISTS (SELECT FROM pg_publication_rel r JOIN pg_publication pb ON pb.oid = r.prpubid
+                                   WHERE pb.pubname = capture_problems.publication AND r.prrelid = a.relid)
+                 THEN 'not in the publication: its changes do not reach the trail' END),
+           (CASE WHEN c.relreplident <> 'f' THEN 'replica identity not FULL: before images hold only the key' END),
+           (CASE WHEN c.relpersistence = 'u' THEN 'UNLOGGED: its changes never reach the WAL' END)) AS p(problem)
+   WHERE a.mode = 'wal' AND p.problem IS NOT NULL
+   ORDER BY 1, 2
+$$;
+
 -- Drops a capture trigger if the table has it (DROP TRIGGER IF EXISTS would say when it has not).
 CREATE FUNCTION audit.drop_trigger(target regclass, name text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -339,6 +356,9 @@ ALTER FUNCTION audit.unregister_table(regclass) OWNER TO pgtrail_sealer;
 REVOKE ALL ON FUNCTION audit.register_table(regclass, text[], text[], text), audit.unregister_table(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.register_table(regclass, text[], text[], text), audit.unregister_table(regclass) TO pgtrail_owner;
 
+ALTER FUNCTION audit.capture_problems(text) OWNER TO pgtrail_sealer;
+REVOKE ALL ON FUNCTION audit.capture_problems(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.capture_problems(text) TO pgtrail_owner, pgtrail_auditor;
 ALTER FUNCTION audit.emit_context() OWNER TO pgtrail_sealer;
 ALTER FUNCTION audit.emit_signed_context() OWNER TO pgtrail_sealer;
 ALTER FUNCTION audit.row_images(oid[], integer[], text[], text[], text[], boolean[], boolean[], text[], text[], text[], boolean) OWNER TO pgtrail_typer;
