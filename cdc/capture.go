@@ -91,27 +91,6 @@ type walTx struct {
 	changes []change
 }
 
-// lookupTable returns the walTable of a relation message, or nil when the relation is not in
-// mode 'wal'.
-func (s *Stream) lookupTable(ctx context.Context, rel *pglogrepl.RelationMessage) (*walTable, error) {
-	t := &walTable{rel: rel}
-	for _, c := range rel.Columns {
-		t.names = append(t.names, c.Name)
-		t.types, t.typmods = append(t.types, c.DataType), append(t.typmods, c.TypeModifier)
-	}
-	err := s.pool.QueryRow(ctx, `
-		SELECT a.pk_columns, a.exclude_columns, quote_ident($2) || '.' || quote_ident($3)
-		  FROM audit.audited_tables a WHERE a.relid = $1 AND a.mode = 'wal'`,
-		rel.RelationID, rel.Namespace, rel.RelationName).Scan(&t.pk, &t.exclude, &t.name)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up relation %s.%s: %w", rel.Namespace, rel.RelationName, err)
-	}
-	return t, nil
-}
-
 // imager runs the row-images queries on a connection of its own, closed after each batch: the
 // table owners' code runs there (as pgtrail_typer), and whatever it does to its session
 // (settings, temporary objects) never reaches the connections the stream acts on as itself.

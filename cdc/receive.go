@@ -31,14 +31,19 @@ type receiver struct {
 	// WAL capture: tables in mode 'wal' by relation id, the open transaction's changes to them
 	// and its latest context message, and committed transactions not chained yet. While any
 	// wait, nothing at or after the first of them is acknowledged.
-	walTables map[uint32]*walTable
-	ctxKey    []byte // authenticates context messages
-	txXID     uint32
-	txCommit  time.Time
-	txContext *sessionContext
-	txChanges []change
-	unsealed  []walTx
-	unsealedN int
+	walTables map[uint32]*walTable // derived from relations and confs; nil: not in mode wal
+	confs     tableConfs
+	// confsFromWAL: confs changes as audit.audited_tables' changes arrive; confDirty: since
+	// last persisted.
+	confsFromWAL bool
+	confDirty    bool
+	ctxKey       []byte // authenticates context messages
+	txXID        uint32
+	txCommit     time.Time
+	txContext    *sessionContext
+	txChanges    []change
+	unsealed     []walTx
+	unsealedN    int
 
 	batch        []pgtrail.Event
 	batchBytes   int
@@ -317,16 +322,7 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 	switch msg := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		r.relations[msg.RelationID] = msg
-		delete(r.walTables, msg.RelationID)
-		if msg.Namespace != "audit" {
-			t, err := r.lookupTable(ctx, msg)
-			if err != nil {
-				return err
-			}
-			if t != nil {
-				r.walTables[msg.RelationID] = t
-			}
-		}
+		return r.relationChanged(ctx, msg)
 	case *pglogrepl.BeginMessage:
 		r.inTx, r.txEvents, r.txBytes = true, r.txEvents[:0], 0
 		r.txXID, r.txCommit, r.txContext, r.txChanges = msg.Xid, msg.CommitTime, nil, nil
@@ -339,9 +335,16 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 			}
 		}
 	case *pglogrepl.InsertMessage:
-		if t := r.walTables[msg.RelationID]; t != nil {
+		t, err := r.table(ctx, msg.RelationID)
+		if err != nil {
+			return err
+		}
+		if t != nil {
 			r.txChanges = append(r.txChanges, change{table: t, action: "CREATE", new: tupleTexts(msg.Tuple, nil), ctx: r.txContext})
 			return nil
+		}
+		if rel, ok := r.isConfig(msg.RelationID); ok {
+			return r.configChanged(rel, msg.Tuple, nil)
 		}
 		rel, ok := r.isEvents(msg.RelationID)
 		if !ok {
@@ -359,7 +362,11 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		r.txEvents = append(r.txEvents, e)
 		r.txBytes += size
 	case *pglogrepl.UpdateMessage:
-		if t := r.walTables[msg.RelationID]; t != nil {
+		t, err := r.table(ctx, msg.RelationID)
+		if err != nil {
+			return err
+		}
+		if t != nil {
 			old := tupleTexts(msg.OldTuple, nil)
 			c := change{table: t, action: "UPDATE", old: old, new: tupleTexts(msg.NewTuple, old), ctx: r.txContext}
 			if msg.OldTupleType != pglogrepl.UpdateMessageTupleTypeOld {
@@ -373,21 +380,35 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 			r.txChanges = append(r.txChanges, c)
 			return nil
 		}
+		if rel, ok := r.isConfig(msg.RelationID); ok {
+			return r.configChanged(rel, msg.NewTuple, nil)
+		}
 		if _, ok := r.isEvents(msg.RelationID); ok {
 			r.recordTampering(ctx, "UPDATE", tupleSeq(r.relations[msg.RelationID], msg.NewTuple))
 		}
 	case *pglogrepl.DeleteMessage:
-		if t := r.walTables[msg.RelationID]; t != nil {
+		t, err := r.table(ctx, msg.RelationID)
+		if err != nil {
+			return err
+		}
+		if t != nil {
 			r.txChanges = append(r.txChanges, change{table: t, action: "DELETE", old: tupleTexts(msg.OldTuple, nil),
 				oldKey: msg.OldTupleType != pglogrepl.DeleteMessageTupleTypeOld, ctx: r.txContext})
 			return nil
+		}
+		if rel, ok := r.isConfig(msg.RelationID); ok {
+			return r.configChanged(rel, nil, msg.OldTuple)
 		}
 		if _, ok := r.isEvents(msg.RelationID); ok {
 			r.recordTampering(ctx, "DELETE", tupleSeq(r.relations[msg.RelationID], msg.OldTuple))
 		}
 	case *pglogrepl.TruncateMessage:
 		for _, id := range msg.RelationIDs {
-			if t := r.walTables[id]; t != nil {
+			t, err := r.table(ctx, id)
+			if err != nil {
+				return err
+			}
+			if t != nil {
 				r.txChanges = append(r.txChanges, change{table: t, action: "TRUNCATE", ctx: r.txContext})
 			}
 			if _, ok := r.isEvents(id); ok {
@@ -455,6 +476,10 @@ func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) err
 	}
 	if len(events) > 0 {
 		r.batchCommits = append(r.batchCommits, msg.CommitTime)
+	}
+	// Before anything of this transaction is acknowledged.
+	if err := r.configCommitted(ctx); err != nil {
+		return err
 	}
 	if !r.pending() {
 		// Nothing of this transaction waits for the archive: it can be confirmed with what

@@ -190,8 +190,12 @@ func (s *Stream) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	confs, fromWAL, err := s.loadConfs(ctx, !exists)
+	if err != nil {
+		return err
+	}
 	r := &receiver{Stream: s, repl: repl, target: target, relations: map[uint32]*pglogrepl.RelationMessage{},
-		walTables: map[uint32]*walTable{}, ctxKey: key, dec: newDecoder()}
+		walTables: map[uint32]*walTable{}, confs: confs, confsFromWAL: fromWAL, ctxKey: key, dec: newDecoder()}
 	return r.loop(ctx)
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -938,5 +939,125 @@ func TestStream_WALCaptureBroken(t *testing.T) {
 	rep, err := verify.DB(context.Background(), f.db)
 	if err != nil || len(rep.Problems) != 2 || rep.Problems[0].Kind != verify.CaptureWarning {
 		t.Errorf("verify db: %v %+v, want both reported", err, rep.Problems)
+	}
+}
+
+// TestStream_WALConfigInOrder: a table's configuration (mode, excluded columns, audited or not)
+// changes while its changes wait in the slot (no stream running, or a stream that lags). Each
+// change must be chained as configured when it was made: what must survive is every change made
+// in mode wal, and an excluded column kept out of the entries made while it was excluded, even
+// when the exclusion is lifted before the stream reads them, and across a restart of the stream.
+func TestStream_WALConfigInOrder(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE TABLE ledger (id int PRIMARY KEY, memo text)`)
+	for _, q := range []string{
+		`SELECT audit.enable('accounts', '{owner}', NULL, 'wal')`,
+		`INSERT INTO accounts VALUES (1, 'excluded-1', 1)`,
+		`SELECT audit.enable('accounts', '{}', NULL, 'wal')`, // the exclusion lifted
+		`UPDATE accounts SET balance = 2 WHERE id = 1`,
+		`SELECT audit.enable('accounts', '{}', NULL, 'trigger')`, // to mode trigger
+		`UPDATE accounts SET balance = 3 WHERE id = 1`,
+		`SELECT audit.enable('ledger', '{}', NULL, 'wal')`,
+		`INSERT INTO ledger VALUES (1, 'made while audited')`,
+		`SELECT audit.disable('ledger')`,
+		`INSERT INTO ledger VALUES (2, 'made after')`,
+	} {
+		testdb.Exec(t, f.db, q)
+	}
+	f.start(t, f.config(t))
+	waitChained(t, f.db, "public.accounts", 3)
+	waitChained(t, f.db, "public.ledger", 1)
+
+	// Part two: the stream reads a new exclusion and acknowledges it; stopped, a change is made
+	// under it, then the exclusion is lifted. Restarted, the stream must still exclude.
+	testdb.Exec(t, f.db, `SELECT audit.enable('ledger', '{memo}', NULL, 'wal')`)
+	testdb.Exec(t, f.db, `INSERT INTO ledger VALUES (3, 'excluded-3')`)
+	waitChained(t, f.db, "public.ledger", 2)
+	waitArchived(t, f, 30*time.Second)
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var behind bool // the slot's confirmed position past everything so far
+		if err := f.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn < pg_current_wal_insert_lsn() - 1024 FROM pg_replication_slots WHERE slot_name = 'pgtrail'`).Scan(&behind); err != nil {
+			t.Fatal(err)
+		}
+		if !behind {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot was not acknowledged up to the stream's last change")
+		}
+	}
+	testdb.Exec(t, f.db, `UPDATE ledger SET memo = 'excluded-4' WHERE id = 3`)
+	testdb.Exec(t, f.db, `SELECT audit.enable('ledger', '{}', NULL, 'wal')`)
+	testdb.Exec(t, f.db, `UPDATE ledger SET memo = 'shown-5' WHERE id = 3`)
+	f.start(t, f.config(t))
+	waitChained(t, f.db, "public.ledger", 4)
+	waitArchived(t, f, 30*time.Second)
+
+	var got []string
+	for _, e := range dbEvents(t, f.db) {
+		if e.ResourceType == "public.accounts" || e.ResourceType == "public.ledger" {
+			got = append(got, e.ActionType+" "+e.ResourceType+" "+str(e.BeforeState)+" "+str(e.AfterState))
+		}
+	}
+	want := []string{
+		`CREATE public.accounts <nil> {"id": 1, "balance": 1}`,
+		`UPDATE public.accounts {"id": 1, "owner": "excluded-1", "balance": 1} {"id": 1, "owner": "excluded-1", "balance": 2}`,
+		`UPDATE public.accounts {"id": 1, "owner": "excluded-1", "balance": 2} {"id": 1, "owner": "excluded-1", "balance": 3}`,
+		`CREATE public.ledger <nil> {"id": 1, "memo": "made while audited"}`,
+		`CREATE public.ledger <nil> {"id": 3}`,
+		`UPDATE public.ledger {"id": 3} {"id": 3}`,
+		`UPDATE public.ledger {"id": 3, "memo": "excluded-4"} {"id": 3, "memo": "shown-5"}`,
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("entries:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestStream_WALPartitionWrites: an application writes straight into a partition of a table in
+// mode wal, which fires no statement trigger of the partitioned table. What must survive: its
+// context (those changes are not flagged as made without one); and a partition created after
+// the table was enabled, which has neither the context trigger nor REPLICA IDENTITY FULL, is
+// reported (audit.capture_problems, a CAPTURE_GAP entry) until `pgtrail enable` is run again.
+func TestStream_WALPartitionWrites(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE TABLE orders (id int, region text, total int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
+		CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
+		SELECT audit.enable('orders', '{}', NULL, 'wal')`)
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `BEGIN; SELECT set_config('pgtrail.actor_id', 'carol', true);
+		INSERT INTO orders VALUES (1, 'eu', 10);
+		INSERT INTO orders_us VALUES (2, 'us', 20);
+		UPDATE orders_eu SET total = 11 WHERE id = 1; COMMIT`)
+	waitChained(t, f.db, "public.orders", 3)
+	rows, err := f.db.Query(context.Background(), `SELECT action_type || ':' || actor_id || ':' || COALESCE(details->>'capture_warning', 'ok')
+		FROM audit.events WHERE resource_type = 'public.orders' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "CREATE:carol:ok CREATE:carol:ok UPDATE:carol:ok"; strings.Join(got, " ") != want {
+		t.Errorf("entries %v, want %s", got, want)
+	}
+
+	testdb.Exec(t, f.db, `CREATE TABLE orders_ap PARTITION OF orders FOR VALUES IN ('ap')`)
+	var problems string
+	if err := f.db.QueryRow(context.Background(), `SELECT string_agg(table_name || ': ' || problem, '; ' ORDER BY problem) FROM audit.capture_problems()`).Scan(&problems); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(problems, "orders_ap") || !strings.Contains(problems, "context trigger") || !strings.Contains(problems, "replica identity") {
+		t.Errorf("capture problems after a new partition: %q, want orders_ap's trigger and replica identity", problems)
+	}
+	testdb.Exec(t, f.db, `SELECT audit.enable('orders', '{}', NULL, 'wal')`)
+	if err := f.db.QueryRow(context.Background(), `SELECT COALESCE(string_agg(problem, '; '), '') FROM audit.capture_problems()`).Scan(&problems); err != nil || problems != "" {
+		t.Errorf("capture problems after enabling again: %q (%v), want none", problems, err)
 	}
 }

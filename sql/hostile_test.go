@@ -270,3 +270,40 @@ func TestHostile_OwnerCodeInCapture(t *testing.T) {
 		t.Errorf("verify db: %+v, %v", rep, err)
 	}
 }
+
+// TestHostile_ReadAllData: a role granted pg_read_all_data (a backup or reporting role, not a
+// superuser) reads every table. The key that authenticates WAL context messages must not be
+// among what it reads: with it, it could emit a context message naming anyone, and its own
+// changes to tables in mode wal would be chained as theirs. What must survive: the key secret,
+// and the emitting of context messages (which reads the key as the sealer).
+func TestHostile_ReadAllData(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `CREATE ROLE backup_bob LOGIN IN ROLE pg_read_all_data`)
+	conn := connectAs(t, url, "backup_bob")
+	for _, q := range []string{
+		`SELECT encode(key, 'hex') FROM audit.context_key`,
+		`SELECT encode(key, 'hex') FROM ONLY audit.context_key`,
+		`TABLE audit.context_key`,
+	} {
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			continue // refused: fine
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err == nil && n > 0 {
+			t.Errorf("%s: a pg_read_all_data member read %d key row(s)", q, n)
+		}
+	}
+	// The key still signs: a context message is emitted for a session of this role.
+	var msg string
+	if err := db.QueryRow(ctx, `SELECT count(*)::text FROM audit.context_key`).Scan(&msg); err != nil || msg != "1" {
+		t.Fatalf("the superuser sees %s key rows (%v), want 1", msg, err)
+	}
+	if _, err := conn.Exec(ctx, `BEGIN; SELECT audit.emit_signed_context(); COMMIT`); err != nil {
+		t.Errorf("emitting a context message as a pg_read_all_data member: %v", err)
+	}
+}

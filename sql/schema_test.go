@@ -386,3 +386,43 @@ func TestEnable_HostileNames(t *testing.T) {
 		t.Errorf("enable with a bad excluded column: err = %v", err)
 	}
 }
+
+// TestEnable_DefaultMode: audit.enable(t) without a mode. With the stream's slot in the database
+// a new table is captured from the WAL; without it, by trigger, and a NOTICE says why (a table in
+// mode wal with no slot would lose its changes). A table already audited keeps its mode, and an
+// UNLOGGED table (whose changes never reach the WAL) is captured by trigger.
+func TestEnable_DefaultMode(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `CREATE TABLE before_slot (id int PRIMARY KEY); CREATE TABLE after_slot (id int PRIMARY KEY);
+		CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY); CREATE TABLE kept (id int PRIMARY KEY)`)
+	var notices []string
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	testdb.Exec(t, conn, `SELECT audit.enable('before_slot'); SELECT audit.enable('kept')`)
+	if len(notices) != 2 || !strings.Contains(notices[0], "mode trigger") || !strings.Contains(notices[0], "replication slot") {
+		t.Errorf("notices without a slot: %q, want one per table saying why mode trigger", notices)
+	}
+	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
+	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`) })
+	testdb.Exec(t, conn, `SELECT audit.enable('after_slot'); SELECT audit.enable('scratch'); SELECT audit.enable('kept', '{}')`)
+	rows, err := db.Query(ctx, `SELECT table_name || '=' || mode FROM audit.audited_tables ORDER BY table_name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "public.after_slot=wal public.before_slot=trigger public.kept=trigger public.scratch=trigger"; strings.Join(got, " ") != want {
+		t.Errorf("modes %v, want %s", got, want)
+	}
+}
