@@ -307,3 +307,81 @@ func TestHostile_ReadAllData(t *testing.T) {
 		t.Errorf("emitting a context message as a pg_read_all_data member: %v", err)
 	}
 }
+
+// TestHostile_ReservedEventTypes: audit.log_event is open to every role for the application's
+// own events; pgtrail's own event types must not be written through it by a role that pgtrail
+// does not write them as. A forged VERIFY carrying a checkpoint blinded every later incremental
+// verification; a forged TAMPERING, CAPTURE_GAP or ALERT cries wolf; a forged UPDATE or DDL
+// looks like a captured change; a forged AUDIT_DISABLE like a configuration change. What must
+// survive: every refusal (nothing reaches audit.pending), the application's own event types,
+// each reserved type for the role pgtrail writes it as, and pgtrail's own writers of them (DDL
+// capture, enable and disable, the configuration triggers).
+func TestHostile_ReservedEventTypes(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `CREATE ROLE app_alice LOGIN; CREATE ROLE reader_rita LOGIN IN ROLE pgtrail_reader;
+		CREATE ROLE auditor_alan LOGIN IN ROLE pgtrail_auditor; CREATE ROLE owner_olga LOGIN IN ROLE pgtrail_owner;
+		CREATE ROLE stream_sam LOGIN IN ROLE pgtrail_sealer; CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+		ALTER TABLE accounts OWNER TO owner_olga`)
+	checkpoint := `'{"checkpoint": {"version": 1, "scope": "db", "seq": 40, "entry_hash": "00", "verified_at": "2026-01-01T00:00:00Z", "signature": "AAAA"}}'`
+	cases := []struct {
+		role, action, resource string
+		allowed                bool
+	}{
+		{"app_alice", "LOGIN", "session", true},
+		{"app_alice", "EXPORT", "report", true}, // the application's own exports
+		{"app_alice", "VERIFY", "audit.events", false},
+		{"app_alice", "TAMPERING", "audit.events", false},
+		{"app_alice", "CAPTURE_GAP", "wal", false},
+		{"app_alice", "ALERT", "alert_rule", false},
+		{"app_alice", "AUDIT_DISABLE", "table", false},
+		{"app_alice", "AUDIT_CONFIG", "audit.pii_columns", false},
+		{"app_alice", "PRUNE", "audit.events", false},
+		{"app_alice", "DDL", "table", false},
+		{"app_alice", "UPDATE", "public.accounts", false},
+		{"app_alice", "EXPORT", "audit.events", false},
+		{"reader_rita", "EXPORT", "audit.events", true},
+		{"reader_rita", "VERIFY", "audit.events", false},
+		{"auditor_alan", "VERIFY", "audit.events", true},
+		{"auditor_alan", "TAMPERING", "audit.events", false},
+		{"owner_olga", "AUDIT_CONFIG", "table", true},
+		{"owner_olga", "TAMPERING", "audit.events", false},
+		{"owner_olga", "DDL", "table", false},
+		{"stream_sam", "TAMPERING", "audit.events", true},
+		{"stream_sam", "ALERT", "alert_rule", true},
+	}
+	for _, c := range cases {
+		t.Run(c.role+"_"+c.action+"_"+c.resource, func(t *testing.T) {
+			conn := connectAs(t, url, c.role)
+			var before, after int
+			db.QueryRow(ctx, `SELECT count(*) FROM audit.pending`).Scan(&before)
+			_, err := conn.Exec(ctx, `SELECT audit.log_event($1, $2, 'x', 'SUCCESS', `+checkpoint+`)`, c.action, c.resource)
+			db.QueryRow(ctx, `SELECT count(*) FROM audit.pending`).Scan(&after)
+			switch {
+			case c.allowed && err != nil:
+				t.Errorf("%s writing %s on %s: %v, want it recorded", c.role, c.action, c.resource, err)
+			case !c.allowed && err == nil:
+				t.Errorf("%s wrote pgtrail's own %s on %s", c.role, c.action, c.resource)
+			case !c.allowed && (after != before || !strings.Contains(err.Error(), "pgtrail's own")):
+				t.Errorf("%s writing %s: err %v, pending %d -> %d; want a refusal naming the type as pgtrail's own and nothing pending", c.role, c.action, err, before, after)
+			}
+		})
+	}
+	// pgtrail's own writers, acting for roles that may not write the types themselves.
+	olga := connectAs(t, url, "owner_olga")
+	if _, err := olga.Exec(ctx, `SELECT audit.enable('accounts', '{}', NULL, 'trigger'); SET ROLE pgtrail_owner;
+		SELECT audit.set_pii_columns('accounts', '{balance}'); RESET ROLE; ALTER TABLE accounts ADD COLUMN note text;
+		SELECT audit.disable('accounts')`); err != nil {
+		t.Fatalf("an owner member enabling, configuring, altering and disabling: %v", err)
+	}
+	testdb.Seal(t, db)
+	var kinds string
+	if err := db.QueryRow(ctx, `SELECT string_agg(DISTINCT action_type, ',' ORDER BY action_type) FROM audit.events WHERE db_user = 'owner_olga'`).Scan(&kinds); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"AUDIT_CONFIG", "AUDIT_DISABLE", "AUDIT_ENABLE", "DDL"} {
+		if !strings.Contains(kinds, k) {
+			t.Errorf("events recorded for owner_olga's work: %s, want %s among them", kinds, k)
+		}
+	}
+}

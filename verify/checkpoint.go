@@ -14,8 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // CheckpointVersion is the version of the checkpoint format this package writes.
@@ -192,31 +190,46 @@ func WriteCheckpointFile(path string, c *Checkpoint) (err error) {
 	return nil
 }
 
-// LatestCheckpoint returns the checkpoint of the latest successful VERIFY event for scope and
-// archiveURL ("" for db), sealed or still pending, or nil when there is none. Pending entries are
-// ordered by capture time: their ids come from per-session caches. The signature is not checked
-// here.
-func LatestCheckpoint(ctx context.Context, db Querier, scope, archiveURL string) (*Checkpoint, error) {
-	var raw []byte
-	err := db.QueryRow(ctx, `
-SELECT v.details -> 'checkpoint' FROM (
-    SELECT 1 AS pending, p.occurred_at, p.id AS ord, p.details FROM audit.pending p
+// StoredCheckpoint is a checkpoint read from a VERIFY event: Err when it does not parse. Seq
+// names the event (0 while it is still pending).
+type StoredCheckpoint struct {
+	*Checkpoint
+	Err error
+	Seq int64
+}
+
+// RecentCheckpoints returns the checkpoints of the latest n successful VERIFY events for scope and
+// archiveURL ("" for db), newest first, sealed or still pending. Pending entries are ordered by
+// capture time: their ids come from per-session caches. Signatures are not checked here: the
+// caller takes the newest that verifies, and reports the others (since schema version 8 only
+// pgtrail_auditor and pgtrail_owner members write VERIFY events; before, any role could).
+func RecentCheckpoints(ctx context.Context, db Querier, scope, archiveURL string, n int) ([]StoredCheckpoint, error) {
+	rows, err := db.Query(ctx, `
+SELECT v.seq, v.details -> 'checkpoint' FROM (
+    SELECT 1 AS pending, p.occurred_at, p.id AS ord, 0::bigint AS seq, p.details FROM audit.pending p
      WHERE p.action_type = $1 AND p.outcome = 'SUCCESS'
     UNION ALL
-    SELECT 0, e.occurred_at, e.seq, e.details FROM audit.events e
+    SELECT 0, e.occurred_at, e.seq, e.seq, e.details FROM audit.events e
      WHERE e.action_type = $1 AND e.outcome = 'SUCCESS') v
  WHERE v.details -> 'checkpoint' ->> 'scope' = $2
    AND COALESCE(v.details -> 'checkpoint' ->> 'archive', '') = $3
- ORDER BY v.pending DESC, v.occurred_at DESC, v.ord DESC LIMIT 1`, ActionVerify, scope, archiveURL).Scan(&raw)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+ ORDER BY v.pending DESC, v.occurred_at DESC, v.ord DESC LIMIT $4`, ActionVerify, scope, archiveURL, n)
 	if err != nil {
-		return nil, fmt.Errorf("read checkpoint: %w", err)
+		return nil, fmt.Errorf("read checkpoints: %w", err)
 	}
-	c, err := ParseCheckpoint(raw)
-	if err != nil {
-		return nil, fmt.Errorf("read checkpoint from the latest %s event: %w", ActionVerify, err)
+	defer rows.Close()
+	var out []StoredCheckpoint
+	for rows.Next() {
+		var sc StoredCheckpoint
+		var raw []byte
+		if err := rows.Scan(&sc.Seq, &raw); err != nil {
+			return nil, fmt.Errorf("read checkpoints: %w", err)
+		}
+		sc.Checkpoint, sc.Err = ParseCheckpoint(raw)
+		out = append(out, sc)
 	}
-	return c, nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return out, nil
 }

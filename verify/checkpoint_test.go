@@ -78,13 +78,21 @@ func TestCheckpoint_File(t *testing.T) {
 	}
 }
 
-// TestRecord_LatestCheckpoint records runs as VERIFY events and reads the checkpoint back from
-// the trail: the latest successful run's, for the same scope and archive, sealed or not.
-func TestRecord_LatestCheckpoint(t *testing.T) {
+// TestRecord_RecentCheckpoints records runs as VERIFY events and reads the checkpoints back from
+// the trail: the successful runs', newest first, for the same scope and archive, sealed or not.
+func TestRecord_RecentCheckpoints(t *testing.T) {
 	ctx := context.Background()
 	db, _ := testdb.New(t)
 	pub, priv := archive.GenerateKey()
-	if cp, err := verify.LatestCheckpoint(ctx, db, "db", ""); cp != nil || err != nil {
+	latest := func(scope, url string) (*verify.Checkpoint, error) {
+		t.Helper()
+		found, err := verify.RecentCheckpoints(ctx, db, scope, url, 50)
+		if err != nil || len(found) == 0 {
+			return nil, err
+		}
+		return found[0].Checkpoint, found[0].Err
+	}
+	if cp, err := latest("db", ""); cp != nil || err != nil {
 		t.Fatalf("no run yet: %v %v", cp, err)
 	}
 	record := func(scope, url string, seq int64, intact bool) *verify.Checkpoint {
@@ -105,15 +113,18 @@ func TestRecord_LatestCheckpoint(t *testing.T) {
 	want := record("db", "", 20, true) // pending, newer than the sealed one
 	record("db", "", 30, false)        // a failed run leaves no checkpoint
 	record("all", "file:///a", 40, true)
-	got, err := verify.LatestCheckpoint(ctx, db, "db", "")
+	if found, err := verify.RecentCheckpoints(ctx, db, "db", "", 50); err != nil || len(found) != 2 || found[1].Seq == 0 || found[1].Checkpoint.Seq != 10 {
+		t.Fatalf("db checkpoints: %+v, %v; want the pending one (20), then the sealed one (10)", found, err)
+	}
+	got, err := latest("db", "")
 	if err != nil || got == nil || got.Seq != 20 || got.Verify(pub) != nil || *got != *want {
 		t.Fatalf("latest db checkpoint = %+v, %v; want %+v", got, err, want)
 	}
 	testdb.Seal(t, db)
-	if got, _ := verify.LatestCheckpoint(ctx, db, "db", ""); got == nil || got.Seq != 20 {
+	if got, _ := latest("db", ""); got == nil || got.Seq != 20 {
 		t.Fatalf("after sealing: %+v", got)
 	}
-	if got, _ := verify.LatestCheckpoint(ctx, db, "all", "file:///b"); got != nil {
+	if got, _ := latest("all", "file:///b"); got != nil {
 		t.Errorf("another archive's checkpoint was returned: %+v", got)
 	}
 	var n int

@@ -1,6 +1,13 @@
 package verify
 
-import "github.com/jackc/pgx/v5/pgconn"
+import (
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
 
 // Paced tells whether conn reads through a pacer (PaceDial), as verify db finds it.
 func Paced(conn *pgconn.PgConn) bool { return pacerOf(conn) != nil }
+
+// SetClock makes the verifier take now as the time of day.
+func (v *Verifier) SetClock(now func() time.Time) { v.now = now }

@@ -30,6 +30,9 @@ const (
 	Reordered Kind = "reordered" // an intact entry sits at another position than the one it was chained at
 	Relinked  Kind = "relinked"  // a link (prev_hash, prev_digest_signature) does not match its predecessor
 	Forged    Kind = "forged"    // a digest whose signature does not verify with the public key
+	// Unsigned: data files no signed digest covers (a last batch whose digests are missing),
+	// holding entries older than the archive lag, or dated in the future: not the stream at work.
+	Unsigned Kind = "unsigned"
 
 	// CaptureWarning: an entry the stream captured from the WAL flagged in
 	// details.capture_warning: the change was made with pgtrail's triggers disabled (who made it

@@ -136,3 +136,51 @@ func TestCLI_CannotConnect(t *testing.T) {
 		})
 	}
 }
+
+// TestCLI_EnableAgain: a DBA runs `pgtrail enable users` (or SELECT audit.enable('users')) again,
+// without the options given the first time. What must survive: the excluded columns (the next
+// update wrote "password_hash": "leaked" into the immutable trail when they were reset), the PII
+// columns and the mode, and the output says what was kept. Clearing them takes saying so.
+func TestCLI_EnableAgain(t *testing.T) {
+	url := testcontainers.Postgres(t)
+	vars := map[string]string{"DATABASE_URL": url}
+	db := testdb.Pool(t, url)
+	if code, _, errOut := runCLI(t, vars, "migrate", "up"); code != 0 {
+		t.Fatal(errOut)
+	}
+	testdb.Exec(t, db, `CREATE TABLE users (id int PRIMARY KEY, email text, password_hash text); INSERT INTO users VALUES (1, 'a@example.com', 'h0')`)
+	steps := []struct {
+		args     []string
+		sql      string // run after the command
+		inStdout string
+	}{
+		{[]string{"enable", "users", "--exclude-columns", "password_hash", "--pii-columns", "email", "--mode", "trigger"}, "", "excluding password_hash"},
+		{[]string{"enable", "users"}, `UPDATE users SET password_hash = 'leaked-1'`, "kept: mode trigger, excluding password_hash, masking email"},
+		{nil, `SELECT audit.enable('users'); UPDATE users SET password_hash = 'leaked-2'`, ""},
+		{[]string{"enable", "users", "--exclude-columns", ""}, `UPDATE users SET password_hash = 'shown-3'`, "auditing public.users in mode trigger"},
+	}
+	for _, s := range steps {
+		if s.args != nil {
+			code, out, errOut := runCLI(t, vars, s.args...)
+			if code != 0 || !strings.Contains(out, s.inStdout) {
+				t.Errorf("pgtrail %s: exit %d, stdout %q, stderr %q; want stdout with %q", strings.Join(s.args, " "), code, out, errOut, s.inStdout)
+			}
+		}
+		if s.sql != "" {
+			testdb.Exec(t, db, s.sql)
+		}
+	}
+	testdb.Seal(t, db)
+	var leaked, shown int
+	var pii string
+	if err := db.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE e.after_state::text LIKE '%leaked%'), count(*) FILTER (WHERE e.after_state::text LIKE '%shown-3%'),
+		(SELECT array_to_string(columns, ',') FROM audit.pii_columns)
+		FROM audit.events e`).Scan(&leaked, &shown, &pii); err != nil {
+		t.Fatal(err)
+	}
+	if leaked != 0 || shown == 0 || pii != "email" {
+		// (The entry of the update after clearing holds the value before it in its before image:
+		// clearing the exclusion is the DBA's choice.)
+		t.Errorf("entries with an excluded value: %d (want 0); with the value after clearing: %d (want > 0); PII columns %q (want email)", leaked, shown, pii)
+	}
+}

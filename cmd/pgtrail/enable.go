@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 
@@ -46,17 +47,43 @@ Examples:
 	if *mode != "" && *mode != "wal" && *mode != "trigger" {
 		return notRun(fmt.Errorf("--mode must be wal or trigger, not %q", *mode))
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	cols, piiCols := splitList(*exclude), splitList(*pii)
 	conn, err := db.connect(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
+	// Enabling a table again keeps what is not given: resetting its excluded columns would put
+	// the values they keep out (password hashes) into the immutable trail at the next update.
+	var current struct {
+		audited        bool
+		mode           string
+		exclude, piiAt []string
+	}
+	err = conn.QueryRow(ctx, `SELECT a.relid IS NOT NULL, COALESCE(a.mode, 'wal'), COALESCE(a.exclude_columns, '{}'),
+	                                 COALESCE((SELECT p.columns FROM audit.pii_columns p WHERE p.relid = t.relid), '{}')
+	                            FROM (SELECT $1::text::regclass::oid AS relid) t LEFT JOIN audit.audited_tables a ON a.relid = t.relid`,
+		pos[0]).Scan(&current.audited, &current.mode, &current.exclude, &current.piiAt)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	var kept []string
 	if *mode == "" {
-		err := conn.QueryRow(ctx, `SELECT COALESCE((SELECT mode FROM audit.audited_tables WHERE relid = $1::text::regclass), 'wal')`, pos[0]).Scan(mode)
-		if err != nil {
-			return fmt.Errorf("%s: %w", pos[0], err)
+		*mode = current.mode
+		if current.audited {
+			kept = append(kept, "mode "+*mode)
 		}
+	}
+	if !given["exclude-columns"] {
+		cols = current.exclude
+		if current.audited && len(cols) > 0 {
+			kept = append(kept, "excluding "+strings.Join(cols, ", "))
+		}
+	}
+	if !given["pii-columns"] && current.audited && len(current.piiAt) > 0 {
+		kept = append(kept, "masking "+strings.Join(current.piiAt, ", "))
 	}
 	created := false
 	if *mode == "wal" {
@@ -67,7 +94,7 @@ Examples:
 	// The name goes to PostgreSQL as a parameter and is resolved by regclass: no quoting here.
 	// PII columns NULL: left as they are.
 	var piiArg any
-	if len(piiCols) > 0 {
+	if given["pii-columns"] {
 		piiArg = piiCols
 	}
 	var name, identity string
@@ -84,7 +111,7 @@ Examples:
 	}
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(map[string]any{"table": name, "enabled": true, "mode": *mode, "replica_identity": identity,
-			"slot_created": created, "exclude_columns": cols, "pii_columns": piiCols})
+			"slot_created": created, "exclude_columns": cols, "pii_columns": piiCols, "kept": kept})
 	}
 	if created {
 		fmt.Fprintf(e.stdout, "created replication slot %s: pgtrail stream (or seal --once) chains the changes it keeps\n", *slot)
@@ -100,6 +127,9 @@ Examples:
 		fmt.Fprintf(e.stdout, ", masking %s for readers", strings.Join(piiCols, ", "))
 	}
 	fmt.Fprintln(e.stdout)
+	if len(kept) > 0 {
+		fmt.Fprintf(e.stdout, "already audited; kept: %s (give --mode, --exclude-columns or --pii-columns to change; an empty list clears)\n", strings.Join(kept, ", "))
+	}
 	return nil
 }
 

@@ -45,6 +45,7 @@ type verifyFlags struct {
 	useDB, checkpointsDB bool
 	maxCaptureLag        time.Duration
 	slot                 string
+	skipped              []string // checkpoints that did not verify
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
@@ -162,11 +163,11 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 		v.Pruned = pruned
 	}
 	if f.since {
-		cp, err := f.loadCheckpoint(ctx, conn)
+		cp, err := f.loadCheckpoint(ctx, e, conn)
 		if err != nil {
 			return f.fail(ctx, e, conn, err)
 		}
-		if cp == nil {
+		if cp == nil && len(f.skipped) == 0 {
 			fmt.Fprintln(e.stderr, "pgtrail verify: no checkpoint yet: verifying everything")
 		}
 		v.Since = cp
@@ -304,26 +305,57 @@ func prunedPrefix(ctx context.Context, conn *pgx.Conn, pub ed25519.PublicKey) (*
 }
 
 // loadCheckpoint returns the checkpoint to start from, its signature checked, or nil when there
-// is none yet.
-func (f *verifyFlags) loadCheckpoint(ctx context.Context, conn *pgx.Conn) (*verify.Checkpoint, error) {
-	var cp *verify.Checkpoint
-	var err error
+// is none yet. A checkpoint that does not verify (forged, altered, or signed with another key)
+// is reported on stderr and in the report (skipped_checkpoints) and skipped: the run starts from
+// the newest one that verifies, or from the beginning. It never stops the run: a forged
+// checkpoint must not turn a finding of tampering (exit 1) into "could not verify" (exit 2).
+func (f *verifyFlags) loadCheckpoint(ctx context.Context, e *env, conn *pgx.Conn) (*verify.Checkpoint, error) {
+	var found []verify.StoredCheckpoint
 	if f.checkpointFile != "" {
-		cp, err = verify.ReadCheckpointFile(f.checkpointFile)
+		cp, err := verify.ReadCheckpointFile(f.checkpointFile)
+		if err != nil && !errors.Is(err, verify.ErrBadCheckpoint) {
+			return nil, err
+		}
+		if cp != nil || err != nil {
+			found = append(found, verify.StoredCheckpoint{Checkpoint: cp, Err: err})
+		}
 	} else {
-		cp, err = verify.LatestCheckpoint(ctx, conn, f.scope, f.archiveURL)
+		var err error
+		if found, err = verify.RecentCheckpoints(ctx, conn, f.scope, f.archiveURL, maxCheckpointsTried); err != nil {
+			return nil, err
+		}
 	}
-	if err != nil || cp == nil {
-		return nil, err
+	for _, sc := range found {
+		err := sc.Err
+		if err == nil {
+			err = sc.Verify(f.key.Public().(ed25519.PublicKey))
+		}
+		if err == nil {
+			err = sc.Matches(f.scope, f.archiveURL)
+		}
+		if err == nil {
+			return sc.Checkpoint, nil
+		}
+		where := f.checkpointFile
+		switch {
+		case where != "":
+		case sc.Seq > 0:
+			where = fmt.Sprintf("the VERIFY entry seq %d", sc.Seq)
+		default:
+			where = "a VERIFY entry not sealed yet"
+		}
+		msg := fmt.Sprintf("skipped the checkpoint in %s: %s", where, oneLine(err))
+		f.skipped = append(f.skipped, msg)
+		fmt.Fprintf(e.stderr, "pgtrail verify: %s\n", msg)
 	}
-	if err := cp.Verify(f.key.Public().(ed25519.PublicKey)); err != nil {
-		return nil, err
+	if len(found) > 0 {
+		fmt.Fprintln(e.stderr, "pgtrail verify: no checkpoint that verifies: verifying everything")
 	}
-	if err := cp.Matches(f.scope, f.archiveURL); err != nil {
-		return nil, err
-	}
-	return cp, nil
+	return nil, nil
 }
+
+// maxCheckpointsTried bounds how many VERIFY entries are read looking for one that verifies.
+const maxCheckpointsTried = 50
 
 func (f *verifyFlags) alert(ctx context.Context, e *env, a verify.Alert) {
 	if f.webhook == "" {
@@ -346,9 +378,10 @@ func (f *verifyFlags) print(e *env, rep *verify.Report) error {
 		}
 		out := struct {
 			*verify.Report
-			Intact bool   `json:"intact"`
-			Result string `json:"result"`
-		}{rep, rep.Intact(), result}
+			Intact  bool     `json:"intact"`
+			Result  string   `json:"result"`
+			Skipped []string `json:"skipped_checkpoints,omitempty"`
+		}{rep, rep.Intact(), result, f.skipped}
 		return json.NewEncoder(e.stdout).Encode(out)
 	}
 	printReport(e, rep)

@@ -124,8 +124,11 @@ func TestCLI_Verify(t *testing.T) {
 }
 
 // TestCLI_VerifySinceCheckpoint runs verify all --since-checkpoint as the nightly job does: the
-// first run is full and leaves a signed checkpoint in its VERIFY event, the next starts from it;
-// a checkpoint that does not verify stops the run with exit 2, never a silent full or partial run.
+// first run is full and leaves a signed checkpoint in its VERIFY event, the next starts from it.
+// A checkpoint that does not verify (recorded in the trail, or an edited checkpoint file) is
+// reported and skipped: the run starts from the newest one that verifies, or from the start. What
+// must survive a forged checkpoint: the finding of real tampering (exit 1), never turned into
+// "could not verify" (exit 2, which blinded the nightly job).
 func TestCLI_VerifySinceCheckpoint(t *testing.T) {
 	s := newVerifySetup(t)
 	nightly := []string{"verify", "all", s.archiveURL, "--public-key", s.pub, "--signing-key", s.sign, "--since-checkpoint", "--json"}
@@ -163,9 +166,21 @@ func TestCLI_VerifySinceCheckpoint(t *testing.T) {
 		Report: &verify.Report{Scope: "all"}, Checkpoint: &forged}); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut := runCLI(t, s.vars, nightly...)
-	if code != 2 || !strings.Contains(errOut, "checkpoint signature does not verify") {
-		t.Fatalf("forged checkpoint: exit %d, stderr %q; want exit 2", code, errOut)
+	third, errOut := run(0)
+	if third.Since == nil || third.Since.Seq != s.entries || !strings.Contains(errOut, "skipped the checkpoint in") ||
+		!strings.Contains(errOut, "checkpoint signature does not verify") {
+		t.Fatalf("forged checkpoint: %+v, stderr %q; want it skipped and the run from the genuine one", third, errOut)
+	}
+	// The forged checkpoint stays the latest, and then the trail is tampered with: exit 1.
+	if _, err := verify.Record(context.Background(), db, verify.Run{Scope: "all", Archive: s.archiveURL,
+		Report: &verify.Report{Scope: "all"}, Checkpoint: &forged}); err != nil {
+		t.Fatal(err)
+	}
+	testdb.Exec(t, db, `BEGIN; SET LOCAL session_replication_role = replica;
+		UPDATE audit.events SET actor_id = 'someone-else' WHERE seq = (SELECT max(seq) FROM audit.events WHERE resource_type = 'public.accounts');
+		COMMIT`)
+	if code, out, errOut := runCLI(t, s.vars, nightly...); code != 1 || !strings.Contains(out, `"skipped_checkpoints"`) {
+		t.Fatalf("tampered trail after a forged checkpoint: exit %d, stdout %q, stderr %q; want exit 1", code, out, errOut)
 	}
 
 	// The same with a checkpoint file, without a database.
@@ -184,8 +199,9 @@ func TestCLI_VerifySinceCheckpoint(t *testing.T) {
 	if err := verify.WriteCheckpointFile(s.checkpoints, cp); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut := runCLI(t, nil, fileRun...); code != 2 || !strings.Contains(errOut, "checkpoint signature does not verify") {
-		t.Fatalf("edited checkpoint file: exit %d, stderr %q; want exit 2", code, errOut)
+	if code, _, errOut := runCLI(t, nil, fileRun...); code != 0 || !strings.Contains(errOut, "checkpoint signature does not verify") ||
+		!strings.Contains(errOut, "verifying everything") {
+		t.Fatalf("edited checkpoint file: exit %d, stderr %q; want it skipped and everything verified", code, errOut)
 	}
 }
 

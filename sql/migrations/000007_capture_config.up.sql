@@ -10,9 +10,10 @@
 -- * the context trigger on every partition of a table in mode wal (a write straight into a
 --   partition fires no statement trigger of the partitioned table: its changes were flagged as
 --   made without context), and a partition without it or without REPLICA IDENTITY FULL reported.
--- * audit.enable(t) without a mode puts a table not yet audited in mode wal where WAL capture
---   works (wal_level logical, the stream's slot in this database, a logged table), else in mode
---   trigger with a NOTICE saying why; it was trigger always.
+-- * audit.enable(t) keeps a table's excluded columns (it reset them to none); for a table not
+--   yet audited it chooses mode wal where WAL capture works (wal_level logical, the stream's slot
+--   in this database, a logged table), else mode trigger with a NOTICE saying why; it was
+--   trigger always.
 -- * audit.context_key under row-level security: pg_read_all_data reads every table, but is bound
 --   by policies (it has no BYPASSRLS); only pgtrail_sealer's policy lets a row through.
 -- Must run as a superuser. No BEGIN/COMMIT (one implicit transaction).
@@ -98,11 +99,14 @@ GRANT EXECUTE ON FUNCTION audit.publish_table(regclass, boolean) TO pgtrail_owne
 
 -- Version 6's two-argument audit.enable is kept as enable_v6 (see above).
 ALTER FUNCTION audit.enable(regclass, text[]) RENAME TO enable_v6;
-CREATE FUNCTION audit.enable(target regclass, exclude_columns text[] DEFAULT '{}') RETURNS void
+-- exclude_columns NULL (the default) keeps a table's excluded columns: enabling a table again
+-- must not quietly put its password hashes back into the trail.
+CREATE FUNCTION audit.enable(target regclass, exclude_columns text[] DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   chosen text := (SELECT a.mode FROM audit.audited_tables a WHERE a.relid = target);
 BEGIN
+  exclude_columns := COALESCE(exclude_columns, (SELECT a.exclude_columns FROM audit.audited_tables a WHERE a.relid = target), '{}');
   IF chosen IS NULL THEN
     IF current_setting('wal_level') = 'logical'
        AND EXISTS (SELECT FROM pg_replication_slots s WHERE s.database = current_database() AND s.plugin = 'pgoutput')
