@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtrail/pgtrail/internal/testdb"
+	"github.com/pgtrail/pgtrail/search"
 	pgsql "github.com/pgtrail/pgtrail/sql"
 )
 
@@ -134,8 +136,6 @@ CREATE OPERATOR scratch.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = scratch
 func TestTenantReaders_Isolation(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
-	testdb.Exec(t, f.db, `SET pgtrail.tenant_id = 'acme'; SELECT audit.log_event('LOGIN', 'session', 'pending-acme')`)
-	testdb.Exec(t, f.db, `SET pgtrail.tenant_id = 'globex'; SELECT audit.log_event('LOGIN', 'session', 'pending-globex')`)
 	tenants := func(conn *pgx.Conn, sql string) []string {
 		t.Helper()
 		rows, err := dump(t, conn, sql)
@@ -161,7 +161,7 @@ func TestTenantReaders_Isolation(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := tenants(acme, `SELECT tenant_id FROM audit.events_masked`); !slices.Equal(got, []string{"acme|"}) {
+			if got := tenants(acme, `SELECT tenant_id FROM audit.tenant_events()`); !slices.Equal(got, []string{"acme|"}) {
 				t.Errorf("acme reader sees tenants %v, want only acme", got)
 			}
 		})
@@ -172,29 +172,31 @@ func TestTenantReaders_Isolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		*notices = nil
-		if _, err := dump(t, acme, `SELECT seq FROM audit.events_masked WHERE scratch.peek(coalesce(tenant_id, 'none'))`); err != nil {
+		if _, err := dump(t, acme, `SELECT seq FROM audit.tenant_events() WHERE scratch.peek(coalesce(tenant_id, 'none'))`); err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range *notices {
 			if n != "peek: acme" {
-				t.Errorf("the reader's function saw %q: row-level security let it run on another tenant's rows", n)
+				t.Errorf("the reader's function saw %q: it ran on another tenant's rows", n)
 			}
 		}
 	})
-	t.Run("DirectTable", func(t *testing.T) {
-		if _, err := dump(t, acme, `SELECT * FROM audit.events`); err == nil {
-			t.Error("tenant reader reads audit.events")
-		}
-	})
+	// Since schema version 9 a tenant reader reads no table or view of the trail: row-level
+	// security filtered them, but the plans showed what it removed (TestTenantReaders_NoPlannerSideChannel).
+	for _, rel := range []string{"audit.events", "audit.events_masked", "audit.pending"} {
+		t.Run("Direct_"+rel, func(t *testing.T) {
+			if _, err := dump(t, acme, `SELECT * FROM `+rel); err == nil || !strings.Contains(err.Error(), "permission denied") {
+				t.Errorf("tenant reader reads %s: %v", rel, err)
+			}
+		})
+	}
 
-	globex, _ := f.connect(t, f.globexAuditor)
-	if got := tenants(globex, `SELECT tenant_id FROM audit.events`); !slices.Equal(got, []string{"globex|"}) {
-		t.Errorf("globex auditor sees tenants %v in audit.events, want only globex", got)
+	globex, _ := f.connect(t, f.globexReader)
+	if got := tenants(globex, `SELECT tenant_id FROM audit.tenant_events()`); !slices.Equal(got, []string{"globex|"}) {
+		t.Errorf("globex reader sees tenants %v, want only globex", got)
 	}
-	if got := tenants(globex, `SELECT tenant_id FROM audit.pending`); !slices.Equal(got, []string{"globex|"}) {
-		t.Errorf("globex auditor sees tenants %v in audit.pending, want only globex", got)
-	}
-	if got := tenants(globex, `SELECT role || ':' || tenant_id FROM audit.tenant_readers`); len(got) != 2 {
+	auditor, _ := f.connect(t, f.auditor)
+	if got := tenants(auditor, `SELECT role || ':' || tenant_id FROM audit.tenant_readers`); len(got) != 2 {
 		t.Errorf("auditor sees mappings %v, want both", got)
 	}
 	if got := tenants(acme, `SELECT role || ':' || tenant_id FROM audit.tenant_readers`); !slices.Equal(got, []string{f.acmeReader + ":acme|"}) {
@@ -202,12 +204,13 @@ func TestTenantReaders_Isolation(t *testing.T) {
 	}
 
 	testdb.Exec(t, f.db, `SELECT audit.remove_tenant_reader($1::regrole, 'acme')`, f.acmeReader)
-	if got := tenants(acme, `SELECT tenant_id FROM audit.events_masked`); len(got) != 0 {
+	if got := tenants(acme, `SELECT tenant_id FROM audit.tenant_events()`); len(got) != 0 {
 		t.Errorf("after unmapping, acme reader sees %v, want nothing", got)
 	}
-	for _, bad := range []string{`SELECT audit.add_tenant_reader('postgres', 'acme')`, `SELECT audit.add_tenant_reader('pgtrail_reader', NULL)`} {
+	for _, bad := range []string{`SELECT audit.add_tenant_reader('postgres', 'acme')`, `SELECT audit.add_tenant_reader('pgtrail_reader', NULL)`,
+		`SELECT audit.add_tenant_reader('` + f.auditor + `', 'acme')`, `SELECT audit.add_tenant_reader('` + f.reader + `', 'acme')`} {
 		if _, err := f.db.Exec(ctx, bad); err == nil {
-			t.Errorf("%s succeeded, want a refusal (a superuser cannot be scoped; a tenant is needed)", bad)
+			t.Errorf("%s succeeded, want a refusal (a superuser, an auditor or a reader cannot be scoped; a tenant is needed)", bad)
 		}
 	}
 }
@@ -319,8 +322,19 @@ func TestInvestigationsMigration_DownUp(t *testing.T) {
 
 	// The later migrations go down first and come up again after it, as `migrate to 2` and
 	// `migrate up` would run them.
-	later := []string{"000006_wal_capture", "000005_sealer_role", "000004_capture_cost"}
-	var downs, ups []string
+	// Every version after 3, newest first (their downs run before 3's).
+	ups, err := fs.Glob(pgsql.Migrations(), "*.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var later []string
+	for _, up := range slices.Backward(ups) {
+		if name := strings.TrimSuffix(up, ".up.sql"); name > "000003_investigations" {
+			later = append(later, name)
+		}
+	}
+	var downs []string
+	ups = nil
 	for _, name := range append(later, "000003_investigations") {
 		down, err := readMigration(name + ".down.sql")
 		if err != nil {
@@ -364,4 +378,104 @@ func TestInvestigationsMigration_DownUp(t *testing.T) {
 func readMigration(name string) (string, error) {
 	data, err := fs.ReadFile(pgsql.Migrations(), name)
 	return string(data), err
+}
+
+// TestTenantReaders_NoPlannerSideChannel: a tenant reader guesses another tenant's values and
+// reads the answer from the plan, not the rows: with enable_seqscan off, an index scan on its own
+// (leakproof) condition ran before row-level security, and EXPLAIN ANALYZE counted the other
+// tenant's rows it removed ("Rows Removed by Filter"). What must survive: the plans of a guess
+// that exists in another tenant and of one that exists nowhere are alike, for what pgtrail
+// search runs and for the tables and views read directly (or those are refused).
+func TestTenantReaders_NoPlannerSideChannel(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	acme, _ := f.connect(t, f.acmeReader)
+	if _, err := acme.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	counts := regexp.MustCompile(`(actual rows=\d+|Rows Removed by \w+: \d+)`)
+	plan := func(sql string, args ...any) (string, error) {
+		t.Helper()
+		rows, err := dump(t, acme, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "+sql, args...)
+		if err != nil {
+			return "", err
+		}
+		return strings.Join(counts.FindAllString(strings.Join(rows, "\n"), -1), " "), nil
+	}
+	rel, err := search.ChooseRelation(ctx, acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Customer 2 and actor bob are globex's; 999 and mallory are nobody's.
+	guesses := []struct {
+		name       string
+		sql        func(guess string) (string, []any)
+		hit, blank string
+	}{
+		{"Search", func(g string) (string, []any) {
+			return search.Query(&search.Filter{ResourceType: "public.customers", ResourceID: &g}, rel, 0)
+		}, "2", "999"},
+		{"SearchActor", func(g string) (string, []any) { return search.Query(&search.Filter{Actor: g}, rel, 0) }, "bob", "mallory"},
+		{"MaskedView", func(g string) (string, []any) {
+			return `SELECT seq FROM audit.events_masked WHERE md5(resource_type) = md5('public.customers') AND md5(resource_id) = md5($1)`, []any{g}
+		}, "2", "999"},
+		{"Table", func(g string) (string, []any) {
+			return `SELECT seq FROM audit.events WHERE md5(actor_id) = md5($1)`, []any{g}
+		}, "bob", "mallory"},
+	}
+	for _, g := range guesses {
+		t.Run(g.name, func(t *testing.T) {
+			sql, args := g.sql(g.hit)
+			hit, errHit := plan(sql, args...)
+			sql, args = g.sql(g.blank)
+			blank, errBlank := plan(sql, args...)
+			if errHit != nil || errBlank != nil {
+				if errHit == nil || errBlank == nil || !strings.Contains(errHit.Error(), "permission denied") {
+					t.Errorf("refused one guess and not the other, or not for want of permission: %v / %v", errHit, errBlank)
+				}
+				return
+			}
+			if hit != blank {
+				t.Errorf("the plan tells another tenant's value from none:\n  %q: %s\n  %q: %s", g.hit, hit, g.blank, blank)
+			}
+		})
+	}
+}
+
+// TestEventsMasked_PIIKey: a table whose primary key is a PII column (an email). The key was in
+// every entry's resource_id, unmasked, for readers of audit.events_masked and of pgtrail search.
+// What must survive: readers see a keyed hash in its place, the same for every entry of one row
+// (so an investigation can still follow a record) and different between rows; search by that
+// value finds them; the auditor sees the key.
+func TestEventsMasked_PIIKey(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	testdb.Exec(t, f.db, `CREATE TABLE subscribers (email text PRIMARY KEY, plan text);
+		SELECT audit.enable('subscribers', '{}', '{email}', 'trigger');
+		INSERT INTO subscribers VALUES ('carol@example.com', 'free'), ('dave@example.com', 'free');
+		UPDATE subscribers SET plan = 'pro' WHERE email = 'carol@example.com'`)
+	testdb.Seal(t, f.db)
+	reader, _ := f.connect(t, f.reader)
+	ids, err := dump(t, reader, `SELECT resource_id FROM audit.events_masked WHERE resource_type = 'public.subscribers' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 3 || ids[0] != ids[2] || ids[0] == ids[1] || !strings.HasPrefix(ids[0], "masked:") {
+		t.Errorf("reader's resource_ids %v: want 3, masked, carol's two alike and unlike dave's", ids)
+	}
+	for _, id := range ids {
+		if strings.Contains(id, "@") {
+			t.Errorf("reader sees the key %s", id)
+		}
+	}
+	carol := strings.TrimSuffix(ids[0], "|")
+	res, err := search.DB(ctx, reader, search.Filter{ResourceType: "public.subscribers", ResourceID: &carol})
+	if err != nil || len(res.Events) != 2 {
+		t.Errorf("reader's search by the masked id: %v, %d events, want 2", err, len(res.Events))
+	}
+	auditor, _ := f.connect(t, f.auditor)
+	raw, err := dump(t, auditor, `SELECT resource_id FROM audit.events WHERE resource_type = 'public.subscribers' ORDER BY seq`)
+	if err != nil || len(raw) != 3 || raw[0] != "carol@example.com|" {
+		t.Errorf("auditor's resource_ids %v (%v), want the keys", raw, err)
+	}
 }

@@ -25,7 +25,7 @@ type fixture struct {
 	db  *pgxpool.Pool // superuser
 	url string
 	// Login roles (unique per test: roles are cluster-wide).
-	reader, acmeReader, auditor, globexAuditor, nobody string
+	reader, acmeReader, auditor, globexReader, nobody string
 }
 
 // The PII values the fixture writes; a reader must never see them.
@@ -36,9 +36,9 @@ func setup(t *testing.T) *fixture {
 	db, url := testdb.New(t)
 	f := &fixture{db: db, url: url}
 	suffix := randomSuffix()
-	f.reader, f.acmeReader, f.auditor, f.globexAuditor, f.nobody =
+	f.reader, f.acmeReader, f.auditor, f.globexReader, f.nobody =
 		"reader_"+suffix, "acme_"+suffix, "auditor_"+suffix, "globex_aud_"+suffix, "nobody_"+suffix
-	for _, r := range []string{f.reader, f.acmeReader, f.auditor, f.globexAuditor, f.nobody} {
+	for _, r := range []string{f.reader, f.acmeReader, f.auditor, f.globexReader, f.nobody} {
 		testdb.Exec(t, db, "CREATE ROLE "+pgx.Identifier{r}.Sanitize()+" LOGIN")
 		t.Cleanup(func() {
 			ctx := context.Background()
@@ -47,9 +47,9 @@ func setup(t *testing.T) *fixture {
 		})
 	}
 	testdb.Exec(t, db, "GRANT pgtrail_reader TO "+pgx.Identifier{f.reader}.Sanitize())
-	testdb.Exec(t, db, "GRANT pgtrail_auditor TO "+pgx.Identifier{f.auditor}.Sanitize()+", "+pgx.Identifier{f.globexAuditor}.Sanitize())
+	testdb.Exec(t, db, "GRANT pgtrail_auditor TO "+pgx.Identifier{f.auditor}.Sanitize())
 	testdb.Exec(t, db, "SELECT audit.add_tenant_reader($1::regrole, 'acme')", f.acmeReader)
-	testdb.Exec(t, db, "SELECT audit.add_tenant_reader($1::regrole, 'globex')", f.globexAuditor)
+	testdb.Exec(t, db, "SELECT audit.add_tenant_reader($1::regrole, 'globex')", f.globexReader)
 	// The readers get a schema of their own to try leaky functions from.
 	testdb.Exec(t, db, "CREATE SCHEMA scratch; GRANT CREATE, USAGE ON SCHEMA scratch TO PUBLIC")
 
