@@ -2,11 +2,11 @@ package alert
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -15,7 +15,13 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pgtrail/pgtrail/internal/fileinput"
 )
+
+// MaxRulesFileSize bounds a rules file: real ones are a few KiB, and YAML takes about 45 times
+// its size in memory to parse (a 48 MB file took 2.4 GB).
+const MaxRulesFileSize = 4 << 20
 
 // Rule types a rules file may name.
 const (
@@ -194,9 +200,10 @@ func (e *ConfigError) Error() string {
 }
 
 // Load reads and checks the rules file at path. lookupEnv resolves ${NAME} references (pass
-// os.LookupEnv); nil resolves none, so any reference is an error.
-func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	data, err := os.ReadFile(path)
+// os.LookupEnv); nil resolves none, so any reference is an error. It reads at most
+// MaxRulesFileSize bytes, and stops when ctx ends.
+func Load(ctx context.Context, path string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	data, err := fileinput.ReadFile(ctx, path, MaxRulesFileSize, "a rules file")
 	if err != nil {
 		return nil, fmt.Errorf("read rules: %w", err)
 	}
@@ -204,8 +211,13 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 }
 
 // Parse reads and checks a rules file; name is used in error messages. Every problem found is
-// reported (errors.Join of *ConfigError), each with its line.
+// reported (errors.Join of *ConfigError), each with its line. data longer than MaxRulesFileSize
+// is refused unparsed.
 func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	if len(data) > MaxRulesFileSize {
+		return nil, &ConfigError{File: name, Msg: fmt.Sprintf("%d bytes, more than %s, the limit for a rules file",
+			len(data), fileinput.FormatSize(MaxRulesFileSize))}
+	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {

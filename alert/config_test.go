@@ -1,10 +1,18 @@
 package alert
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgtrail/pgtrail/internal/fileinput/fileinputtest"
 )
 
 func env(vars map[string]string) func(string) (string, bool) {
@@ -13,7 +21,7 @@ func env(vars map[string]string) func(string) (string, bool) {
 
 // TestParse_Example loads the example rules file shipped in deploy/.
 func TestParse_Example(t *testing.T) {
-	cfg, err := Load("../deploy/alerts.example.yaml", env(map[string]string{"ALERT_TOKEN": "s3cret", "PAGER_WEBHOOK_URL": "https://pager.example.com/x"}))
+	cfg, err := Load(context.Background(), "../deploy/alerts.example.yaml", env(map[string]string{"ALERT_TOKEN": "s3cret", "PAGER_WEBHOOK_URL": "https://pager.example.com/x"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +40,82 @@ func TestParse_Example(t *testing.T) {
 	}
 	if _, err := NewEngine(cfg, nil, nil); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestLoad_Hostile gives Load rules files that only look like one: 48 MB of valid rules (which
+// once parsed into 2.4 GB), a file one byte over the limit, a FIFO whose writer never writes.
+// What must survive: memory (the process grows by less than 64 MiB), the caller's control (the
+// FIFO read ends with the context) and a one-line error naming the file and the 4 MiB limit. A
+// file just under the limit still loads. (/dev/zero is tried on the real binary, under a memory
+// limit, in cmd/pgtrail.)
+func TestLoad_Hostile(t *testing.T) {
+	dir := t.TempDir()
+	rulesOf := func(name string, size int) string {
+		var b bytes.Buffer
+		b.WriteString("rules:\n")
+		for i := 0; ; i++ {
+			line := fmt.Sprintf("  - {name: t%07d, type: tampering}\n", i)
+			if b.Len()+len(line) > size {
+				break
+			}
+			b.WriteString(line)
+		}
+		b.WriteString(strings.Repeat("#", size-b.Len()))
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	big := rulesOf("big.yaml", 48<<20)
+	over := rulesOf("over.yaml", MaxRulesFileSize+1)
+	under := rulesOf("under.yaml", 64<<10)
+	fifo := fileinputtest.StalledFIFO(t, dir, "rules.fifo")
+	cases := []struct {
+		name, path, wantErr string
+	}{
+		{"48MB", big, big + ": more than 4 MiB, the limit for a rules file"},
+		{"OverByOne", over, over + ": more than 4 MiB, the limit for a rules file"},
+		{"SilentFIFO", fifo, "read " + fifo + ": context deadline exceeded"},
+		{"UnderLimit", under, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var before runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			type result struct {
+				cfg *Config
+				err error
+			}
+			done := make(chan result, 1)
+			go func() { cfg, err := Load(ctx, tc.path, nil); done <- result{cfg, err} }()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Load(%s) still reading 4.5 s after its context ended", tc.path)
+			}
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			if grew := after.TotalAlloc - before.TotalAlloc; tc.wantErr != "" && grew > 64<<20 {
+				t.Errorf("Load allocated %d MiB for a file it refuses", grew>>20)
+			}
+			switch {
+			case tc.wantErr == "" && (r.err != nil || len(r.cfg.Rules) == 0):
+				t.Errorf("Load(%s) = %v; want it loaded", tc.path, r.err)
+			case tc.wantErr != "" && (r.err == nil || !strings.Contains(r.err.Error(), tc.wantErr) || strings.Contains(r.err.Error(), "\n")):
+				t.Errorf("Load(%s) = %v; want one line with %q", tc.path, r.err, tc.wantErr)
+			}
+		})
+	}
+	// Parse, given the bytes directly, refuses them unparsed too.
+	data, _ := os.ReadFile(over)
+	if _, err := Parse(data, "over.yaml", nil); err == nil || !strings.Contains(err.Error(), "more than 4 MiB") {
+		t.Errorf("Parse of %d bytes = %v; want refused", len(data), err)
 	}
 }
 

@@ -85,10 +85,11 @@ type Options struct {
 	SSEKMSKeyID string
 	// AccessKey and SecretKey replace the AWS default credential chain when both are set.
 	AccessKey, SecretKey string
-	// Existing opens an archive that must exist, for reading: a file:// directory that is
-	// missing is an error (wrapping fs.ErrNotExist) instead of being created. (A missing S3
-	// bucket is an error on the first request either way.)
-	Existing bool
+	// Create makes a missing file:// directory (not its parents), for the archive's writer
+	// (pgtrail stream, pgtrail archive init). Without it a missing directory is an error wrapping
+	// fs.ErrNotExist: readers must not take a mistyped path for an empty archive, nor create it.
+	// (A missing S3 bucket is an error on the first request either way.)
+	Create bool
 }
 
 var (
@@ -106,9 +107,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (Sink, error) {
 	}
 	switch u.Scheme {
 	case "file":
-		newSink := file.New
-		if opts.Existing {
-			newSink = file.Open
+		newSink := file.Open
+		if opts.Create {
+			newSink = file.New
 		}
 		s, err := newSink(filepath.FromSlash(u.Path))
 		if err != nil {
@@ -147,7 +148,10 @@ func ParseURL(rawURL string) (*url.URL, error) {
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("archive URL %q: file URLs take no host; three slashes before an absolute path (%s)", rawURL, accepted)
+			// file://tmp/arch: "tmp" is the host. Such URLs were once taken as relative paths,
+			// which put an archive wherever the command ran.
+			return nil, fmt.Errorf("archive URL %q: file URLs take no host (here %q) and need an absolute path: write file:///%s",
+				rawURL, u.Host, u.Host+u.Path)
 		}
 		if !strings.HasPrefix(u.Path, "/") || u.Path == "/" {
 			return nil, fmt.Errorf("archive URL %q: file path must be absolute and not / (%s)", rawURL, accepted)

@@ -2,6 +2,8 @@ package archive_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +20,24 @@ func TestMain(m *testing.M) { os.Exit(testcontainers.RunMain(m)) }
 
 func TestOpen(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "new", "archive")
-	s, err := archive.Open(ctx, "file://"+dir, archive.Options{})
+	base := t.TempDir()
+	dir := filepath.Join(base, "archive")
+	// Readers: a missing directory is an error, and is not created.
+	if _, err := archive.Open(ctx, "file://"+dir, archive.Options{}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open(file://%s) of a missing directory = %v, want fs.ErrNotExist", dir, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open without Create created %s (stat: %v)", dir, err)
+	}
+	// The writer: the directory is created, not its parents.
+	deep := filepath.Join(base, "missing", "archive")
+	if _, err := archive.Open(ctx, "file://"+deep, archive.Options{Create: true}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open(file://%s, Create) = %v, want fs.ErrNotExist for its missing parent", deep, err)
+	}
+	if _, err := os.Stat(filepath.Dir(deep)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open with Create created the parent %s (stat: %v)", filepath.Dir(deep), err)
+	}
+	s, err := archive.Open(ctx, "file://"+dir, archive.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +64,8 @@ func TestOpen(t *testing.T) {
 	}{
 		{"/abs/path", `unsupported scheme ""`, archive.Options{}},
 		{"gs://bucket/p", `unsupported scheme "gs"`, archive.Options{}},
-		{"file://relative/dir", "file URLs take no host", archive.Options{}},
+		{"file://relative/dir", `file URLs take no host (here "relative") and need an absolute path: write file:///relative/dir`, archive.Options{}},
+		{"file://tmp", "write file:///tmp", archive.Options{}},
 		{"file:relative", "unexpected query, fragment, user or opaque part", archive.Options{}},
 		{"file:///", "must be absolute and not /", archive.Options{}},
 		{"s3://", "no bucket", archive.Options{}},

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -9,7 +10,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/pgtrail/pgtrail/internal/fileinput"
 )
+
+// MaxKeyFileSize bounds what LoadPrivateKey and LoadPublicKey read: a PEM Ed25519 key is about
+// 120 bytes, and a path to /dev/zero or a huge file must not take the machine's memory.
+const MaxKeyFileSize = 64 << 10
 
 // GenerateKey returns a new Ed25519 key pair for signing digests.
 func GenerateKey() (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -68,9 +75,9 @@ func writeExclusive(path string, mode os.FileMode, data []byte) error {
 }
 
 // LoadPrivateKey reads an Ed25519 private key written by WriteKeyFiles (or `openssl genpkey
-// -algorithm ed25519`).
-func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	der, err := readPEM(path, "PRIVATE KEY")
+// -algorithm ed25519`). It reads at most MaxKeyFileSize bytes, and stops when ctx ends.
+func LoadPrivateKey(ctx context.Context, path string) (ed25519.PrivateKey, error) {
+	der, err := readPEM(ctx, path, "PRIVATE KEY")
 	if err != nil {
 		return nil, err
 	}
@@ -85,9 +92,10 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// LoadPublicKey reads an Ed25519 public key written by WriteKeyFiles (the .pub file).
-func LoadPublicKey(path string) (ed25519.PublicKey, error) {
-	der, err := readPEM(path, "PUBLIC KEY")
+// LoadPublicKey reads an Ed25519 public key written by WriteKeyFiles (the .pub file), as
+// LoadPrivateKey reads a private one.
+func LoadPublicKey(ctx context.Context, path string) (ed25519.PublicKey, error) {
+	der, err := readPEM(ctx, path, "PUBLIC KEY")
 	if err != nil {
 		return nil, err
 	}
@@ -102,8 +110,8 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 	return pub, nil
 }
 
-func readPEM(path, blockType string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+func readPEM(ctx context.Context, path, blockType string) ([]byte, error) {
+	data, err := fileinput.ReadFile(ctx, path, MaxKeyFileSize, "a key file")
 	if err != nil {
 		return nil, fmt.Errorf("load key: %w", err)
 	}

@@ -1,13 +1,16 @@
 package archive_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/fileinput/fileinputtest"
 )
 
 func TestWriteKeyFiles(t *testing.T) {
@@ -22,11 +25,11 @@ func TestWriteKeyFiles(t *testing.T) {
 			t.Errorf("%s: %v, mode %v; want mode %v", p, err, fi.Mode().Perm(), mode)
 		}
 	}
-	priv, err := archive.LoadPrivateKey(path)
+	priv, err := archive.LoadPrivateKey(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	loadedPub, err := archive.LoadPublicKey(path + ".pub")
+	loadedPub, err := archive.LoadPublicKey(context.Background(), path+".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +97,63 @@ func TestLoadKey_Errors(t *testing.T) {
 	}
 }
 
-func loadPriv(p string) error { _, err := archive.LoadPrivateKey(p); return err }
-func loadPub(p string) error  { _, err := archive.LoadPublicKey(p); return err }
+func loadPriv(p string) error {
+	_, err := archive.LoadPrivateKey(context.Background(), p)
+	return err
+}
+
+func loadPub(p string) error {
+	_, err := archive.LoadPublicKey(context.Background(), p)
+	return err
+}
+
+// TestLoadKey_Hostile gives the key loaders what a wrong or planted path can be: a 1 GiB file (a
+// database dump named by mistake, sparse here), a key followed by a megabyte of padding, a FIFO
+// whose writer never writes. What must survive: memory (at most MaxKeyFileSize is read), the
+// caller's control (the FIFO read ends with the context) and a message naming the file and the
+// limit. (/dev/zero is tried on the real binary, under a memory limit, in cmd/pgtrail.)
+func TestLoadKey_Hostile(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k")
+	if _, err := archive.WriteKeyFiles(key); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "dump.sql")
+	if f, err := os.Create(huge); err != nil || f.Truncate(1<<30) != nil || f.Close() != nil {
+		t.Fatalf("sparse file: %v", err)
+	}
+	padded := filepath.Join(dir, "padded.pub")
+	pem, _ := os.ReadFile(key + ".pub")
+	if err := os.WriteFile(padded, append(pem, make([]byte, 1<<20)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := fileinputtest.StalledFIFO(t, dir, "fifo.pub")
+	const limit = "more than 64 KiB, the limit for a key file"
+	tests := []struct {
+		name    string
+		load    func(context.Context, string) error
+		path    string
+		wantErr string
+	}{
+		{"PrivateHuge", func(ctx context.Context, p string) error { _, err := archive.LoadPrivateKey(ctx, p); return err }, huge, huge + ": " + limit},
+		{"PublicHuge", func(ctx context.Context, p string) error { _, err := archive.LoadPublicKey(ctx, p); return err }, huge, huge + ": " + limit},
+		{"PublicPadded", func(ctx context.Context, p string) error { _, err := archive.LoadPublicKey(ctx, p); return err }, padded, padded + ": " + limit},
+		{"PublicSilentFIFO", func(ctx context.Context, p string) error { _, err := archive.LoadPublicKey(ctx, p); return err }, fifo, "context deadline exceeded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- tt.load(ctx, tt.path) }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("load %s = %v, want an error containing %q", tt.path, err, tt.wantErr)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("load %s still reading 5 s after it was started, 4.5 s after its context ended", tt.path)
+			}
+		})
+	}
+}

@@ -12,9 +12,11 @@ import (
 
 // The archive's layout, relative to the sink (an s3:// URL's prefix comes in front):
 //
+//	pgtrail-archive.json
 //	events/tenant=<t>/dt=<YYYY-MM-DD>/<batchFirst>-<batchLast>.parquet
 //	digests/<batchFirst>-<batchLast>/<n>.json
 //
+// pgtrail-archive.json (MarkerKey) is written when the archive is made, before its first batch.
 // t is TenantPartition(tenant_id); dt is the UTC date of occurred_at; batchFirst and batchLast are
 // the seq range of the whole batch the file belongs to, zero-padded to 20 digits, so that every
 // file of a batch has the same name and keys sort by seq. Digest n (0, 1, …) describes the batch's

@@ -53,7 +53,8 @@ type Config struct {
 	// applies. Without them every file is read (and, from S3, downloaded).
 	Tenant       *string
 	Since, Until time.Time
-	// TempDir holds downloaded files; "" means os.TempDir(). They are removed afterwards.
+	// TempDir holds downloaded files and what DuckDB spills from memory; "" means os.TempDir().
+	// They are removed afterwards.
 	TempDir string
 	// Format is table, csv or json ("" is table).
 	Format string
@@ -77,8 +78,9 @@ func (c *Config) Validate() error {
 // Run makes the archive's files (those Config selects) the table pgtrail.audit_events and runs
 // query, writing the result to cfg.Out. The session runs in UTC, like Athena's and like dt;
 // json_extract_scalar is defined (as DuckDB's json_extract_string) so Athena's JSON queries run
-// unchanged. The query can read only the archive's files: DuckDB's access to other files and
-// its configuration are locked before it runs.
+// unchanged. The query reads the selected files and nothing else, and writes nothing: DuckDB may
+// open only those files and its configuration is locked before the query runs, and a query that
+// is not one SELECT, or calls a function that writes, is refused (ErrRefused) before it runs.
 func Run(ctx context.Context, cfg Config, query string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -87,19 +89,26 @@ func Run(ctx context.Context, cfg Config, query string) error {
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
+	// DuckDB spills what does not fit in memory to its temp_directory, by default ".tmp" in the
+	// working directory, which may be the archive: it gets a directory of its own, as downloads
+	// do.
+	work, err := os.MkdirTemp(cfg.TempDir, "pgtrail-query-")
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	defer os.RemoveAll(work)
+	work, err = filepath.Abs(work)
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
 	var root string
 	if fs, ok := cfg.Sink.(*file.Sink); ok {
 		root = fs.Root()
 	} else {
-		dir, err := os.MkdirTemp(cfg.TempDir, "pgtrail-query-")
-		if err != nil {
-			return fmt.Errorf("query: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		if err := download(ctx, cfg.Sink, files, dir); err != nil {
+		root = filepath.Join(work, "archive")
+		if err := download(ctx, cfg.Sink, files, root); err != nil {
 			return err
 		}
-		root = dir
 	}
 	root, err = filepath.Abs(root)
 	if err != nil {
@@ -117,34 +126,40 @@ func Run(ctx context.Context, cfg Config, query string) error {
 		return fmt.Errorf("query: open duckdb: %w", err)
 	}
 	defer conn.Close()
-	for _, stmt := range setup(root, files) {
+	for _, stmt := range setup(root, files, filepath.Join(work, "spill")) {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("query: prepare the archive table: %w (%s)", err, firstLine(stmt))
 		}
 	}
+	if err := checkReadOnly(ctx, conn, query); err != nil {
+		return err
+	}
 	rows, err := conn.QueryContext(ctx, query)
 	if err != nil {
-		return fmt.Errorf("query: %w", err)
+		return fmt.Errorf("query: %w", refusal(err))
 	}
 	defer rows.Close()
 	return write(cfg, rows)
 }
 
-// setup returns the statements that define the table over files and lock the session down.
-func setup(root string, files []search.File) []string {
+// setup returns the statements that define the table over files and lock the session down:
+// DuckDB may then open the files and nothing else (not the archive's directory, where a new
+// file could be created) and spill only to tempDir, and the query cannot change that.
+func setup(root string, files []search.File, tempDir string) []string {
 	stmts := []string{
 		"SET TimeZone = 'UTC'",
 		"SET autoinstall_known_extensions = false",
 		"SET autoload_known_extensions = false",
+		"SET temp_directory = " + literal(tempDir),
 		"CREATE SCHEMA pgtrail",
+	}
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = literal(filepath.Join(root, filepath.FromSlash(f.Key)))
 	}
 	if len(files) == 0 {
 		stmts = append(stmts, "CREATE TABLE pgtrail."+Table+" ("+emptyColumns()+")")
 	} else {
-		paths := make([]string, len(files))
-		for i, f := range files {
-			paths[i] = literal(filepath.Join(root, filepath.FromSlash(f.Key)))
-		}
 		// tenant and dt come from the key as written, like Athena's partition projection:
 		// DuckDB's hive_partitioning would URL-decode them ("a%2Fb" -> "a/b", "%5Fnone" ->
 		// "_none", which is also the partition of events without a tenant).
@@ -157,7 +172,7 @@ SELECT * EXCLUDE (filename),
 	return append(stmts,
 		"CREATE VIEW main."+Table+" AS SELECT * FROM pgtrail."+Table,
 		"CREATE MACRO json_extract_scalar(j, p) AS json_extract_string(j, p)",
-		"SET allowed_directories = ["+literal(root+string(filepath.Separator))+"]",
+		"SET allowed_paths = ["+strings.Join(paths, ", ")+"]",
 		"SET enable_external_access = false",
 		"SET lock_configuration = true",
 	)
@@ -297,14 +312,14 @@ func write(cfg Config, rows *sql.Rows) error {
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("query: %w", err)
+			return fmt.Errorf("query: %w", refusal(err))
 		}
 		if err := next(); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("query: %w", err)
+		return fmt.Errorf("query: %w", refusal(err))
 	}
 	return done()
 }

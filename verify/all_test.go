@@ -45,6 +45,9 @@ func newBoth(t *testing.T, n, archived int) *both {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := archive.Mark(context.Background(), sink); err != nil { // as the stream does at its start
+		t.Fatal(err)
+	}
 	pub, priv := archive.GenerateKey()
 	b := &both{db: db, url: url, sink: sink, pub: pub, priv: priv}
 	var events []pgtrail.Event

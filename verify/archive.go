@@ -21,6 +21,12 @@ import (
 // someone else). Either way the archive could not be verified.
 var ErrWrongKey = errors.New("no digest of the archive verifies with the public key")
 
+// ErrNotArchive is returned for a sink that holds no digest, no data file and no
+// archive.MarkerKey: not a pgtrail archive (a wrong URL, or a directory such as /etc), which
+// would otherwise verify as an intact, empty one. A new archive holds the marker.
+var ErrNotArchive = errors.New("not a pgtrail archive: it holds no digests/, no events/ and no " + archive.MarkerKey +
+	" (pgtrail stream and pgtrail archive init make an archive)")
+
 // Archive verifies the archive in sink against pub with the zero Verifier.
 func Archive(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey) (*Report, error) {
 	return (&Verifier{}).Archive(ctx, sink, pub)
@@ -36,7 +42,7 @@ func Archive(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey) (*Re
 //
 // A last batch whose digests are not all written yet is the stream daemon at work: it is left
 // out and named in Report.InProgress. An error means the archive could not be verified (storage
-// unreachable, ErrWrongKey); damage is reported in the Report.
+// unreachable, ErrWrongKey, ErrNotArchive); damage is reported in the Report.
 func (v *Verifier) Archive(ctx context.Context, sink archive.Sink, pub ed25519.PublicKey) (*Report, error) {
 	rep := &Report{Scope: "archive", StartedAt: time.Now(), Since: v.Since}
 	l, err := listArchive(ctx, sink)
@@ -73,7 +79,8 @@ type listing struct {
 
 // listArchive lists the archive. Digests are listed before data files: a batch the stream daemon
 // completes in between then shows all its files and only some digests, and counts as in
-// progress, instead of showing digests for files that seem not to exist.
+// progress, instead of showing digests for files that seem not to exist. A sink with neither,
+// and without the archive's marker, is ErrNotArchive.
 func listArchive(ctx context.Context, sink archive.Sink) (*listing, error) {
 	digestKeys, err := sink.List(ctx, archive.DigestsPrefix)
 	if err != nil {
@@ -82,6 +89,15 @@ func listArchive(ctx context.Context, sink archive.Sink) (*listing, error) {
 	dataKeys, err := sink.List(ctx, archive.EventsPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list archive: %w", err)
+	}
+	if len(digestKeys) == 0 && len(dataKeys) == 0 {
+		marked, err := archive.IsMarked(ctx, sink)
+		if err != nil {
+			return nil, err
+		}
+		if !marked {
+			return nil, ErrNotArchive
+		}
 	}
 	l := &listing{digestKeys: make(map[string]bool, len(digestKeys))}
 	byRange := map[[2]int64]*batchKeys{}

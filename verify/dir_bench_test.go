@@ -22,7 +22,7 @@ func BenchmarkVerifyArchiveDir(b *testing.B) {
 		b.Skip("PGTRAIL_BENCH_ARCHIVE and PGTRAIL_BENCH_PUBKEY not set")
 	}
 	ctx := context.Background()
-	pub, err := archive.LoadPublicKey(keyFile)
+	pub, err := archive.LoadPublicKey(ctx, keyFile)
 	if err != nil {
 		b.Fatal(err)
 	}

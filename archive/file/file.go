@@ -28,13 +28,24 @@ type Sink struct {
 	root string
 }
 
-// New returns a sink rooted at dir, which must be absolute; dir is created if missing.
+// New returns a sink rooted at dir, which must be absolute; dir is created if missing, but not
+// its parents: a mistyped parent (file:///missing/deep) is an error wrapping fs.ErrNotExist, not
+// a tree of new directories.
 func New(dir string) (*Sink, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("file sink: directory %q is not absolute", dir)
 	}
 	dir = filepath.Clean(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	err := os.Mkdir(dir, 0o755)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return Open(dir)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("file sink: %w (the archive directory is created, not its parent %s)", err, filepath.Dir(dir))
+	case err != nil:
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("file sink: create %s: %w", dir, err)
 	}
 	return &Sink{root: dir}, nil
@@ -105,7 +116,8 @@ func (s *Sink) get(ctx context.Context, key string, buf []byte, reuse bool) ([]b
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	f, err := os.Open(s.path(key))
+	// O_NONBLOCK: a FIFO planted in the archive must not hold the reader in open(2).
+	f, err := os.OpenFile(s.path(key), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, fmt.Errorf("get %s: %w", key, object.ErrNotFound)
 	}
@@ -113,19 +125,44 @@ func (s *Sink) get(ctx context.Context, key string, buf []byte, reuse bool) ([]b
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	defer f.Close()
-	data, err := readAll(f, buf, reuse)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		// Put writes regular files only. Anything else (a link to /dev/zero, a FIFO) was put
+		// there by someone else, and would be read without end.
+		return nil, fmt.Errorf("get %s: not a regular file but %s", key, fileKind(fi.Mode()))
+	}
+	data, err := readAll(f, fi.Size(), buf, reuse)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return data, nil
 }
 
-// readAll reads f to its end into buf[:0], sized from f's length (one more byte to see the end
-// without growing), like os.ReadFile but into the caller's storage.
-func readAll(f *os.File, buf []byte, reuse bool) ([]byte, error) {
+// fileKind names what a non-regular file is, for an error message.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDir != 0:
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
+}
+
+// readAll reads f, a regular file of length n when opened, to its end into buf[:0], sized from
+// n (one more byte to see the end without growing), like os.ReadFile but into the caller's
+// storage.
+func readAll(f *os.File, n int64, buf []byte, reuse bool) ([]byte, error) {
 	size := 0
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() < math.MaxInt32 {
-		size = int(fi.Size())
+	if n < math.MaxInt32 {
+		size = int(n)
 	}
 	buf = object.Buffer(buf, size+1, reuse)
 	for {

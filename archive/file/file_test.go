@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/archive/file"
@@ -84,13 +86,17 @@ func TestSink_LeftoverTempFile(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
+	base := t.TempDir()
 	tests := []struct {
 		name, dir, wantErr string
 	}{
 		{"Relative", "relative/dir", "not absolute"},
 		{"UnderAFile", "FILE/sub", "not a directory"},
+		{"AFile", "FILE", "not a directory"},
+		// Tried: file:///missing/deep, a typo in a parent. Must survive: the file system as
+		// it was (no parent created), and an error naming the parent.
+		{"MissingParent", "missing/deep", "no such file or directory (the archive directory is created, not its parent " + filepath.Join(base, "missing") + ")"},
 	}
-	base := t.TempDir()
 	if err := os.WriteFile(filepath.Join(base, "FILE"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +108,57 @@ func TestNew(t *testing.T) {
 			}
 			if _, err := file.New(dir); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("New(%q) = %v, want an error containing %q", dir, err, tt.wantErr)
+			}
+		})
+	}
+	if _, err := os.Lstat(filepath.Join(base, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("New created the missing parent (lstat: %v)", err)
+	}
+	t.Run("CreatesTheDirectory", func(t *testing.T) {
+		dir := filepath.Join(base, "new")
+		if _, err := file.New(dir); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			t.Errorf("New(%s) did not create it: %v", dir, err)
+		}
+		if _, err := file.New(dir); err != nil {
+			t.Errorf("New on the existing directory: %v", err)
+		}
+	})
+}
+
+// TestSink_GetNonRegular plants in a file archive what someone with write access to its
+// directory (and not to the signing key) can: a FIFO, a link to a directory, a link to a device,
+// under the keys of a digest. Tried: Get and List of them. Must survive: the reader: Get returns
+// an error naming the key at once (a FIFO held it in open(2) forever; a device was read without
+// end), not ErrNotFound (the object is there, and wrong).
+func TestSink_GetNonRegular(t *testing.T) {
+	s := newSink(t)
+	dir := filepath.Join(s.Root(), "digests", "1-1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "0.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(dir, "1.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/null", filepath.Join(dir, "2.json")); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"digests/1-1/0.json", "digests/1-1/1.json", "digests/1-1/2.json"} {
+		t.Run(key, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, err := s.Get(context.Background(), key); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), key+": not a regular file") || errors.Is(err, archive.ErrNotFound) {
+					t.Errorf("Get(%s) = %v; want an error: not a regular file", key, err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Get(%s) still waiting after 5 s", key)
 			}
 		})
 	}

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +41,10 @@ pgtrail.audit_events (also audit_events) with Athena's columns, tenant and dt in
 queries of docs/athena.md run as they are (UTC session, json_extract_scalar defined). A local
 archive (file:///dir) is read in place; an s3:// archive is downloaded first: restrict it with
 --tenant/--since/--until, which select files by their tenant= and dt= partitions.
+
+The query is read-only: one SELECT (WITH, DESCRIBE, SUMMARIZE too) that reads the archive's
+files and nothing else. COPY, ATTACH, SET, INSTALL, CREATE and functions that write are refused
+(exit 2).
 
 Flags:
 `
@@ -96,24 +99,19 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 			return fail(stderr, exitNotRun, fmt.Errorf("%s: %w", t.flag, err))
 		}
 	}
+	// A file:// archive must exist (Open creates nothing) and be absolute: file://tmp/arch is
+	// refused, not read relative to the working directory.
 	url := pos[0]
-	if rest, ok := strings.CutPrefix(url, "file://"); ok && !filepath.IsAbs(rest) {
-		abs, err := filepath.Abs(rest)
-		if err != nil {
-			return fail(stderr, exitNotRun, err)
-		}
-		url = "file://" + abs
-	}
-	if u, err := archive.ParseURL(url); err == nil && u.Scheme == "file" {
-		if _, err := os.Stat(u.Path); err != nil {
-			return fail(stderr, exitNotRun, fmt.Errorf("archive %s: %w", url, err))
-		}
-	}
 	cfg.Sink, err = archive.Open(ctx, url, archive.Options{Endpoint: *endpoint, Region: *region})
 	if err != nil {
 		return fail(stderr, exitNotRun, err)
 	}
-	if err := query.Run(ctx, cfg, pos[1]); err != nil {
+	switch err := query.Run(ctx, cfg, pos[1]); {
+	case errors.Is(err, query.ErrRefused):
+		// Like a usage error: the query asked for more than reading the archive, and nothing
+		// was written.
+		return fail(stderr, exitNotRun, err)
+	case err != nil:
 		return fail(stderr, exitFailed, err)
 	}
 	return exitOK

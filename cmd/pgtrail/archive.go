@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/pgtrail/pgtrail/archive"
 	s3sink "github.com/pgtrail/pgtrail/archive/s3"
@@ -14,10 +17,11 @@ func runArchive(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "init" {
 		return runArchiveInit(ctx, e, args[1:])
 	}
-	fmt.Fprint(e.stderr, "Usage: pgtrail archive init s3://bucket/prefix [flags]\n\n"+
-		"  init  create (or check) an S3 bucket with Object Lock, default retention and lifecycle rules\n")
+	fmt.Fprint(e.stderr, "Usage: pgtrail archive init s3://bucket/prefix | file:///dir [flags]\n\n"+
+		"  init  create (or check) an S3 bucket with Object Lock, default retention and lifecycle rules;\n"+
+		"        or create a local archive directory (its parent must exist)\n")
 	if len(args) == 0 {
-		return notRun(errors.New("expected: archive init s3://bucket/prefix"))
+		return notRun(errors.New("expected: archive init s3://bucket/prefix or archive init file:///dir"))
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		return nil
@@ -32,7 +36,7 @@ type initReport struct {
 }
 
 func runArchiveInit(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "archive init", "archive init s3://bucket/prefix [--s3-endpoint URL] [--region R] [--retention 7y] [--lock-mode COMPLIANCE|GOVERNANCE] [--glacier-after 90d] [--json]")
+	fs := newFlagSet(e, "archive init", "archive init file:///dir | s3://bucket/prefix [--s3-endpoint URL] [--region R] [--retention 7y] [--lock-mode COMPLIANCE|GOVERNANCE] [--glacier-after 90d] [--json]")
 	endpoint := fs.String("s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
 	region := fs.String("region", "", "region of the bucket (default: from the AWS configuration, else us-east-1)")
 	retentionFlag := fs.String("retention", "7y", "default Object Lock retention, and the age at which lifecycle expires objects (y = 366 days)")
@@ -45,14 +49,14 @@ func runArchiveInit(ctx context.Context, e *env, args []string) error {
 	}
 	if len(pos) != 1 {
 		fs.Usage()
-		return notRun(errors.New("expected: archive init s3://bucket/prefix"))
+		return notRun(errors.New("expected: archive init s3://bucket/prefix or archive init file:///dir"))
 	}
 	u, err := archive.ParseURL(pos[0])
 	if err != nil {
 		return notRun(err)
 	}
-	if u.Scheme != "s3" {
-		return notRun(fmt.Errorf("archive init sets up S3 buckets; %s needs no setup", pos[0]))
+	if u.Scheme == "file" {
+		return runArchiveInitDir(ctx, e, pos[0], filepath.FromSlash(u.Path), *asJSON)
 	}
 	retention, err := archive.ParseRetention(*retentionFlag)
 	if err != nil {
@@ -92,6 +96,37 @@ func runArchiveInit(ctx context.Context, e *env, args []string) error {
 		return json.NewEncoder(e.stdout).Encode(initReport{URL: pos[0], InitResult: res})
 	}
 	printInit(e, pos[0], res, *endpoint, *retentionFlag)
+	return nil
+}
+
+// initDirReport is what "pgtrail archive init file:///dir --json" prints.
+type initDirReport struct {
+	URL       string `json:"url"`
+	Directory string `json:"directory"`
+	Created   bool   `json:"created"`
+}
+
+// runArchiveInitDir makes a local archive: the directory (its parent must exist) and the
+// archive's marker. The S3 flags do not apply.
+func runArchiveInitDir(ctx context.Context, e *env, url, dir string, asJSON bool) error {
+	_, statErr := os.Stat(dir)
+	sink, err := archive.Open(ctx, url, archive.Options{Create: true})
+	if err != nil {
+		return notRun(err)
+	}
+	if err := archive.Mark(ctx, sink); err != nil {
+		return err
+	}
+	rep := initDirReport{URL: url, Directory: dir, Created: errors.Is(statErr, fs.ErrNotExist)}
+	if asJSON {
+		return json.NewEncoder(e.stdout).Encode(rep)
+	}
+	if rep.Created {
+		fmt.Fprintf(e.stdout, "created %s: a new pgtrail archive\n", dir)
+	} else {
+		fmt.Fprintf(e.stdout, "%s exists: a pgtrail archive\n", dir)
+	}
+	fmt.Fprintf(e.stdout, "next: pgtrail stream --archive %s --signing-key KEY\n", url)
 	return nil
 }
 

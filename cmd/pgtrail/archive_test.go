@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,10 @@ func TestCLI_ArchiveInit(t *testing.T) {
 	}
 	ep := []string{"--s3-endpoint", srv.Endpoint}
 	url := "s3://" + bucket + "/audit"
+	occupied := t.TempDir()
+	if err := os.WriteFile(filepath.Join(occupied, "notes.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	steps := []struct {
 		args     []string
@@ -54,7 +60,9 @@ func TestCLI_ArchiveInit(t *testing.T) {
 		{append([]string{"archive", "init", "s3://" + noLock + "/audit"}, ep...), 1, "", "Object Lock is not enabled"},
 		{append([]string{"archive", "init", "s3://" + existing}, ep...), 0, "exists, Object Lock enabled", ""},
 		{[]string{"archive", "init", "--s3-endpoint", "http://127.0.0.1:1", url}, 2, "", "connection refused"},
-		{[]string{"archive", "init", "file:///tmp/archive"}, 2, "", "needs no setup"},
+		// A local archive is a directory of its own (TestCLI_ArchiveURLs makes one).
+		{[]string{"archive", "init", "file://" + occupied}, 1, "", "holds notes.txt, which no archive does"},
+		{[]string{"archive", "init", "file://tmp/archive"}, 2, "", "write file:///tmp/archive"},
 		{[]string{"archive", "init", "gs://bucket"}, 2, "", "want file:///absolute/path or s3://bucket"},
 		{[]string{"archive", "init", url, "--retention", "7x"}, 2, "", "--retention"},
 		{[]string{"archive", "init", url, "--retention", "12h"}, 2, "", "at least one day"},

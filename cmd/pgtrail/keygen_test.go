@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -19,11 +20,11 @@ func TestCLI_Keygen(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "private key: "+path) || !strings.Contains(out, path+".pub") {
 		t.Fatalf("keygen: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	priv, err := archive.LoadPrivateKey(path)
+	priv, err := archive.LoadPrivateKey(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := archive.LoadPublicKey(path + ".pub")
+	pub, err := archive.LoadPublicKey(context.Background(), path+".pub")
 	if err != nil || !pub.Equal(priv.Public()) {
 		t.Fatalf("public key %v does not match the private key (%v)", pub, err)
 	}

@@ -38,7 +38,7 @@ var commands = map[string]command{
 	"verify":     {"verify the trail: verify db | archive URL --public-key KEY | all URL --public-key KEY (--since-checkpoint)", runVerify},
 	"version":    {"print the pgtrail version", runVersion},
 	"keygen":     {"create an ed25519 key pair for signing archive digests: keygen --out PATH", runKeygen},
-	"archive":    {"prepare an S3 bucket: archive init s3://bucket/prefix (Object Lock, retention, Glacier lifecycle)", runArchive},
+	"archive":    {"prepare an archive: archive init s3://bucket/prefix (Object Lock, retention, Glacier lifecycle) or file:///dir", runArchive},
 	"athena":     {"print Athena DDL for the archive: athena ddl s3://bucket/prefix", runAthena},
 	"search":     {"search the trail (database, or --archive): --actor --resource TYPE[:ID] --action --outcome --tenant --since --until", runSearch},
 	"query":      {"SQL over the Parquet archive with DuckDB: query ARCHIVE_URL \"SQL\" (runs pgtrail-query)", runQuery},

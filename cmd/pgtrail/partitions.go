@@ -142,7 +142,7 @@ func runPartitionsPrune(ctx context.Context, e *env, args []string) error {
 		if *signingKey == "" {
 			return notRun(fmt.Errorf("--signing-key is required: %w", retention.ErrNoSigningKey))
 		}
-		if cfg.Key, err = archive.LoadPrivateKey(*signingKey); err != nil {
+		if cfg.Key, err = archive.LoadPrivateKey(ctx, *signingKey); err != nil {
 			return notRun(fmt.Errorf("--signing-key: %w", err))
 		}
 	}

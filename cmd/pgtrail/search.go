@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -73,21 +72,13 @@ func (a *readArchiveFlags) register(fs *flag.FlagSet, usage string) {
 	fs.StringVar(&a.region, "region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
 }
 
-// open returns the archive and its URL (file://relative resolved); failures are "could not run".
+// open returns the archive, which must exist, and its URL; failures are "could not run".
 func (a *readArchiveFlags) open(ctx context.Context) (archive.Sink, string, error) {
-	url := a.url
-	if rest, ok := strings.CutPrefix(url, "file://"); ok && !filepath.IsAbs(rest) {
-		abs, err := filepath.Abs(rest)
-		if err != nil {
-			return nil, "", notRun(err)
-		}
-		url = "file://" + abs
-	}
-	sink, err := archive.Open(ctx, url, archive.Options{Endpoint: a.endpoint, Region: a.region, Existing: true})
+	sink, err := archive.Open(ctx, a.url, archive.Options{Endpoint: a.endpoint, Region: a.region})
 	if err != nil {
 		return nil, "", notRun(err)
 	}
-	return sink, url, nil
+	return sink, a.url, nil
 }
 
 func runSearch(ctx context.Context, e *env, args []string) error {

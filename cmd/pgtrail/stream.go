@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,14 +24,16 @@ import (
 // archiveFlags are the flags that open an archive sink.
 type archiveFlags struct {
 	url, endpoint, region, retention, lockMode, kmsKey string
-	// existing: the archive is read, so it must exist (archive.Options.Existing).
-	existing bool
+	// create: the archive is written (stream), so a missing file:// directory is created
+	// (archive.Options.Create); created is told its path.
+	create  bool
+	created func(dir string)
 }
 
 func (a *archiveFlags) register(fsFlags interface {
 	StringVar(p *string, name, value, usage string)
-}, defaultURL string) {
-	fsFlags.StringVar(&a.url, "archive", defaultURL, "archive URL: file:///dir or s3://bucket/prefix")
+}) {
+	fsFlags.StringVar(&a.url, "archive", "", "archive URL (required): file:///absolute/dir (created if missing, not its parents) or s3://bucket/prefix")
 	fsFlags.StringVar(&a.endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
 	fsFlags.StringVar(&a.region, "region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
 	fsFlags.StringVar(&a.retention, "retention", "7y", "Object Lock retention of every archived object (e.g. 7y, 400d); 0 for none")
@@ -38,41 +41,53 @@ func (a *archiveFlags) register(fsFlags interface {
 	fsFlags.StringVar(&a.kmsKey, "sse-kms-key", "", "encrypt objects with this KMS key id (SSE-KMS)")
 }
 
+// open opens the archive. A file:// directory must exist, unless a.create: then it is created
+// (not its parents) and a.created is told. Failures are "could not run".
 func (a *archiveFlags) open(ctx context.Context) (archive.Sink, error) {
 	retention, err := archive.ParseRetention(a.retention)
 	if err != nil {
 		return nil, notRun(fmt.Errorf("--retention: %w", err))
 	}
-	url := a.url
-	if rest, ok := cutPrefix(url, "file://"); ok && !filepath.IsAbs(rest) {
-		// Accept file://relative/dir for convenience: resolve it against the working directory.
-		abs, err := filepath.Abs(rest)
-		if err != nil {
-			return nil, notRun(err)
-		}
-		url = "file://" + abs
+	if a.url == "" {
+		return nil, notRun(errors.New("--archive is required: file:///absolute/dir or s3://bucket/prefix"))
 	}
-	sink, err := archive.Open(ctx, url, archive.Options{Endpoint: a.endpoint, Region: a.region,
-		Retention: retention, LockMode: a.lockMode, SSEKMSKeyID: a.kmsKey, Existing: a.existing})
+	opts := archive.Options{Endpoint: a.endpoint, Region: a.region, Retention: retention, LockMode: a.lockMode, SSEKMSKeyID: a.kmsKey}
+	sink, err := archive.Open(ctx, a.url, opts)
+	if errors.Is(err, fs.ErrNotExist) && a.create {
+		opts.Create = true
+		if sink, err = archive.Open(ctx, a.url, opts); err == nil && a.created != nil {
+			if u, perr := archive.ParseURL(a.url); perr == nil {
+				a.created(filepath.FromSlash(u.Path))
+			}
+		}
+	}
 	if err != nil {
 		return nil, notRun(err)
 	}
 	return sink, nil
 }
 
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
+// markArchive writes the archive's marker (archive.MarkerKey) unless it is there, so that
+// verify tells this archive, while still empty, from a wrong URL. An outage is left to the
+// stream, which retries the archive with backoff; the marker then follows at the next start.
+func markArchive(ctx context.Context, sink archive.Sink, log *slog.Logger) error {
+	err := archive.Mark(ctx, sink)
+	switch {
+	case err == nil:
+		return nil
+	case archive.IsRetryable(err):
+		log.Warn("archive marker not written; the stream retries the archive with backoff", "err", err)
+		return nil
 	}
-	return s, false
+	return notRun(err)
 }
 
 func runStream(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "stream", "stream [--archive URL] [flags]")
+	fs := newFlagSet(e, "stream", "stream --archive URL [flags]")
 	var db dbFlags
 	db.register(fs)
-	var af archiveFlags
-	af.register(fs, "file://pgtrail-archive")
+	af := archiveFlags{create: true}
+	af.register(fs)
 	signingKey := fs.String("signing-key", "", "ed25519 private key file signing the digests (make one with pgtrail keygen); unsigned digests without it")
 	slot := fs.String("slot", cdc.DefaultSlot, "replication slot name")
 	publication := fs.String("publication", cdc.DefaultPublication, "publication name")
@@ -108,17 +123,24 @@ func runStream(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sink, err := af.open(ctx)
-	if err != nil {
-		return err
-	}
+	// The key before the archive: a refused start leaves no new directory behind.
 	var key ed25519.PrivateKey
 	if *signingKey != "" {
-		if key, err = archive.LoadPrivateKey(*signingKey); err != nil {
+		if key, err = archive.LoadPrivateKey(ctx, *signingKey); err != nil {
 			return notRun(fmt.Errorf("--signing-key: %w", err))
 		}
 	} else {
 		log.Warn("no --signing-key: digests are written unsigned")
+	}
+	af.created = func(dir string) {
+		log.Info("created the archive directory (its parent existed)", "dir", dir)
+	}
+	sink, err := af.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := markArchive(ctx, sink, log); err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()

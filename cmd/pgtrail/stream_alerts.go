@@ -25,7 +25,7 @@ func alertObserver(ctx context.Context, e *env, path string, cfg *pgx.ConnConfig
 	}
 	// ${NAME} in the rules file: unset and empty are both refused.
 	lookup := func(k string) (string, bool) { v := e.getenv(k); return v, v != "" }
-	rules, err := alert.Load(path, lookup)
+	rules, err := alert.Load(ctx, path, lookup)
 	if err != nil {
 		return nil, nil, notRun(fmt.Errorf("--rules: %s", joinErrors(err)))
 	}

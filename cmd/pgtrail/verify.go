@@ -80,10 +80,13 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return err
 	}
+	if err := f.load(ctx); err != nil {
+		return err
+	}
 	return f.run(ctx, e)
 }
 
-// resolve checks the arguments and loads the keys; every mistake is "could not run".
+// resolve checks the arguments; every mistake is "could not run".
 func (f *verifyFlags) resolve(e *env, pos []string) error {
 	usage := notRun(errors.New("expected: " + verifyUsage))
 	if len(pos) == 0 {
@@ -105,31 +108,42 @@ func (f *verifyFlags) resolve(e *env, pos []string) error {
 	default:
 		return usage
 	}
-	var err error
 	if f.scope != "db" && f.publicKey == "" {
 		return notRun(fmt.Errorf("verify %s needs --public-key (the .pub file of the key the stream signs with)", f.scope))
-	}
-	if f.publicKey != "" {
-		if f.pub, err = archive.LoadPublicKey(f.publicKey); err != nil {
-			return notRun(fmt.Errorf("--public-key: %w", err))
-		}
-	}
-	if f.signingKey != "" {
-		if f.key, err = archive.LoadPrivateKey(f.signingKey); err != nil {
-			return notRun(fmt.Errorf("--signing-key: %w", err))
-		}
 	}
 	// verify archive reads the database only when one is named: it records the run there and
 	// may keep its checkpoint there.
 	f.useDB = f.scope != "archive" || f.db.url != "" || e.getenv("DATABASE_URL") != ""
 	f.checkpointsDB = f.checkpointFile == "" && f.useDB
 	switch {
-	case f.since && f.key == nil:
+	case f.since && f.signingKey == "":
 		return notRun(errors.New("--since-checkpoint needs --signing-key: checkpoints are signed, and checked before they are trusted"))
 	case f.since && f.checkpointFile == "" && !f.useDB:
 		return notRun(errors.New("--since-checkpoint: verify archive without a database keeps its checkpoint in --checkpoint-file"))
-	case f.noRecord && f.key != nil && f.checkpointFile == "":
+	case f.noRecord && f.signingKey != "" && f.checkpointFile == "":
 		return notRun(errors.New("--no-record leaves nowhere to keep the checkpoint: add --checkpoint-file"))
+	}
+	return nil
+}
+
+// load checks the archive URL and loads the keys, before the database is reached: a wrong URL
+// or key file is the first thing to hear about. Mistakes are "could not run", one line each.
+func (f *verifyFlags) load(ctx context.Context) error {
+	if f.scope != "db" {
+		if _, err := archive.ParseURL(f.archiveURL); err != nil {
+			return notRun(err)
+		}
+	}
+	var err error
+	if f.publicKey != "" {
+		if f.pub, err = archive.LoadPublicKey(ctx, f.publicKey); err != nil {
+			return notRun(fmt.Errorf("--public-key: %w", err))
+		}
+	}
+	if f.signingKey != "" {
+		if f.key, err = archive.LoadPrivateKey(ctx, f.signingKey); err != nil {
+			return notRun(fmt.Errorf("--signing-key: %w", err))
+		}
 	}
 	return nil
 }
@@ -147,8 +161,8 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 	}
 	var sink archive.Sink
 	if f.scope != "db" {
-		// existing: a mistyped archive path must fail, not verify as an empty, intact archive.
-		af := archiveFlags{url: f.archiveURL, endpoint: f.endpoint, region: f.region, retention: "0", existing: true}
+		// Not created: a mistyped archive path must fail, not verify as an empty, intact archive.
+		af := archiveFlags{url: f.archiveURL, endpoint: f.endpoint, region: f.region, retention: "0"}
 		var err error
 		if sink, err = af.open(ctx); err != nil {
 			return f.fail(ctx, e, conn, err)
@@ -187,6 +201,9 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 		rep, err = v.All(ctx, conn, sink, f.pub)
 	}
 	if err != nil {
+		if errors.Is(err, verify.ErrNotArchive) {
+			err = fmt.Errorf("%s: %w", f.archiveURL, err)
+		}
 		// Whatever stopped the check, the trail's state is unknown: "could not verify".
 		return f.fail(ctx, e, conn, err)
 	}
@@ -225,8 +242,8 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 		notes = append(notes, err.Error())
 	}
 	if f.scope != "db" && rep.Intact() && rep.Files == 0 && rep.Digests == 0 && !f.since {
-		// An empty archive is intact, but an S3 prefix with a typo is empty too.
-		fmt.Fprintf(e.stderr, "pgtrail verify: warning: %s holds no data files or digests: a new archive, or a wrong URL?\n", f.archiveURL)
+		// Only a new archive gets here (it holds its marker; a sink without it is ErrNotArchive).
+		fmt.Fprintf(e.stderr, "pgtrail verify: %s holds nothing archived yet: a new archive\n", f.archiveURL)
 	}
 	if !rep.Intact() {
 		f.alert(ctx, e, verify.NewAlert(f.scope, f.archiveURL, hostname(), rep, nil))

@@ -82,8 +82,10 @@ func TestCLI_Verify(t *testing.T) {
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", s.otherPub}, 2, "", "no digest of the archive verifies with the public key"},
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", s.otherPub, "--json"}, 2, `"result":"could_not_verify"`, ""},
 		{[]string{"verify", "archive", s.archiveURL}, 2, "", "needs --public-key"},
-		// An empty archive is intact, with a warning: its URL may be wrong.
-		{[]string{"verify", "archive", "file://" + s.emptyDir, "--public-key", s.pub}, 0, "intact: 0 entries", "holds no data files or digests"},
+		// A directory that is no archive (no marker, digests or data files) is not an empty,
+		// intact archive: it could not be verified (TestCLI_ArchiveURLs has more).
+		{[]string{"verify", "archive", "file://" + s.emptyDir, "--public-key", s.pub}, 2, "", "not a pgtrail archive"},
+		{[]string{"verify", "all", "file:///etc", "--public-key", s.pub}, 2, "", "file:///etc: not a pgtrail archive"},
 		// A mistyped path is not an empty, intact archive (and is not created).
 		{[]string{"verify", "archive", s.archiveURL + "-typo", "--public-key", s.pub}, 2, "", "no such file or directory"},
 		{[]string{"verify", "archive", s.archiveURL, "--public-key", "/nonexistent.pub"}, 2, "", "--public-key"},
@@ -113,8 +115,8 @@ func TestCLI_Verify(t *testing.T) {
 		FROM audit.pending WHERE action_type = 'VERIFY'`).Scan(&ok, &failed); err != nil {
 		t.Fatal(err)
 	}
-	if ok != 5 || failed != 3 {
-		t.Errorf("recorded %d successful and %d failed VERIFY events, want 5 and 3", ok, failed)
+	if ok != 4 || failed != 5 {
+		t.Errorf("recorded %d successful and %d failed VERIFY events, want 4 and 5", ok, failed)
 	}
 	if strings.HasPrefix(s.archiveURL, "file://") {
 		if _, err := os.Stat(strings.TrimPrefix(s.archiveURL, "file://") + "-typo"); !os.IsNotExist(err) {

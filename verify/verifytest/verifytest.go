@@ -85,8 +85,12 @@ func noise(rng *rand.Rand, n int) string {
 func ptr(s string) *string { return &s }
 
 // WriteArchive archives events into sink in batches of batchSize (the last one may be shorter),
-// with digests signed by key (unsigned when key is nil), as the stream daemon does.
+// with digests signed by key (unsigned when key is nil), as the stream daemon does: the sink is
+// marked as an archive first (archive.Mark), so that it is one even with no events.
 func WriteArchive(ctx context.Context, sink archive.Sink, key ed25519.PrivateKey, events []pgtrail.Event, batchSize int) error {
+	if err := archive.Mark(ctx, sink); err != nil {
+		return err
+	}
 	w := &archive.Writer{Sink: sink, Key: key}
 	for len(events) > 0 {
 		n := min(batchSize, len(events))
