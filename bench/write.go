@@ -394,7 +394,7 @@ func (w *writeBench) round(ctx context.Context, sc *scenario, run *WriteRun, d t
 		env := append(os.Environ(), "DATABASE_URL="+w.cl.urlWithApp(dbName, "pgtrail-bench-stream"))
 		arch := filepath.Join(w.dir, "archive-"+name)
 		stream, err = startProc(ctx, filepath.Join(w.dir, "stream-"+name+".log"), nil, env,
-			w.t.pgtrail, "stream", "--archive", "file://"+arch, "--retention", "0", "--seal-interval", "200ms")
+			w.t.pgtrail, "stream", "--archive", "file://"+arch, "--unsigned", "--retention", "0", "--seal-interval", "200ms")
 		if err != nil {
 			return 0, err
 		}

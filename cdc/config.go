@@ -79,6 +79,10 @@ type Config struct {
 	ImagesTimeout time.Duration
 	// ExitWhenCaughtUp makes Run return once everything written before it started is archived.
 	ExitWhenCaughtUp bool
+	// BeforeCatchUp, with ExitWhenCaughtUp, runs just before the WAL position to catch up to is
+	// taken: the caller's sealer seals there what the stream's start made pending (the DDL of
+	// the publication it creates), so that "caught up" covers it and it is not left unarchived.
+	BeforeCatchUp func(context.Context) error
 	// Observer, when set, sees every batch once it is durable and every tampering seen in the WAL.
 	Observer Observer
 	Logger   *slog.Logger

@@ -169,6 +169,11 @@ func (s *Stream) session(ctx context.Context) error {
 	}
 
 	var target pglogrepl.LSN
+	if s.cfg.ExitWhenCaughtUp && s.cfg.BeforeCatchUp != nil {
+		if err := s.cfg.BeforeCatchUp(ctx); err != nil {
+			return err
+		}
+	}
 	if s.cfg.ExitWhenCaughtUp {
 		// The target is a message committed synchronously now: that flushes the WAL of earlier
 		// asynchronous commits, which decoding cannot see before they are flushed, and the

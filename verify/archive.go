@@ -21,6 +21,10 @@ import (
 // someone else). Either way the archive could not be verified.
 var ErrWrongKey = errors.New("no digest of the archive verifies with the public key")
 
+// ErrUnsignedArchive is returned for an archive none of whose digests is signed: no key can
+// verify it (ErrWrongKey would blame the key).
+var ErrUnsignedArchive = errors.New("the archive's digests are unsigned")
+
 // ErrNotArchive is returned for a sink that holds no digest, no data file and no
 // archive.MarkerKey: not a pgtrail archive (a wrong URL, or a directory such as /etc), which
 // would otherwise verify as an intact, empty one. A new archive holds the marker.
@@ -153,6 +157,7 @@ type batchJob struct {
 	digests      []archive.Digest // the batch's readable digests, by index
 	problems     []Problem
 	sigOK, sigNo int
+	sigNone      int // of sigNo: digests with no signature at all
 	files, bytes int64
 	err          error // the batch could not be read
 }
@@ -182,7 +187,7 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 	var prevBatch *batchKeys
 	var prevDigestKey, prevDigestSig string
 	start := 0
-	sigOK, sigNo := 0, 0
+	sigOK, sigNo, sigNone := 0, 0, 0
 	if cp := v.Since; cp != nil {
 		var ok bool
 		var err error
@@ -296,6 +301,7 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 		rep.Bytes += j.bytes
 		sigOK += j.sigOK
 		sigNo += j.sigNo
+		sigNone += j.sigNone
 		checkContiguous(prevBatch, b, add)
 		prevBatch = b
 		for _, p := range j.problems {
@@ -333,6 +339,9 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 		}
 	}
 	slices.SortStableFunc(rep.Problems, func(a, b Problem) int { return cmp.Compare(a.Seq, b.Seq) })
+	if sigOK == 0 && sigNo > 0 && sigNone == sigNo {
+		return fmt.Errorf("verify archive: %w (%d digests): written by pgtrail stream --unsigned (or before signing keys were required): such an archive cannot be verified against a key", ErrUnsignedArchive, sigNo)
+	}
 	if sigOK == 0 && sigNo > 0 {
 		return fmt.Errorf("verify archive: %w (%d digests): wrong --public-key, or every digest was re-signed", ErrWrongKey, sigNo)
 	}
@@ -491,6 +500,7 @@ func (v *Verifier) runBatch(pub ed25519.PublicKey, j *batchJob, w *archiveWorker
 			detail := "its signature does not verify with the public key: it was altered, or signed with another key"
 			if errors.Is(err, archive.ErrUnsigned) {
 				detail = "it is not signed"
+				j.sigNone++
 			}
 			add(Problem{Seq: d.FirstSeq, Kind: Forged, Key: ref.key, Detail: detail})
 		} else {

@@ -55,6 +55,8 @@ func TestCLI_EndToEnd(t *testing.T) {
 		{[]string{"disable", "payments"}, 0, "stopped auditing public.payments", ""},
 		{[]string{"disable", "payments"}, 1, "", "is not audited"},
 		{[]string{"bogus"}, 2, "", "unknown command"},
+		// An archive no key signs can never be verified: only on request.
+		{[]string{"stream", "--archive", "file:///nonexistent/arch"}, 2, "", "--signing-key is required"},
 		{[]string{"verify"}, 2, "", "expected: verify db"},
 		{[]string{"seal", "--interval", "0"}, 2, "", "must be positive"},
 	}

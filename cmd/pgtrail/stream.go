@@ -88,7 +88,8 @@ func runStream(ctx context.Context, e *env, args []string) error {
 	db.register(fs)
 	af := archiveFlags{create: true}
 	af.register(fs)
-	signingKey := fs.String("signing-key", "", "ed25519 private key file signing the digests (make one with pgtrail keygen); unsigned digests without it")
+	signingKey := fs.String("signing-key", "", "ed25519 private key file signing the digests (make one with pgtrail keygen); required unless --unsigned")
+	unsigned := fs.Bool("unsigned", false, "write the digests unsigned, for a trial: verify can never check such an archive against a key")
 	slot := fs.String("slot", cdc.DefaultSlot, "replication slot name")
 	publication := fs.String("publication", cdc.DefaultPublication, "publication name")
 	batchEvents := fs.Int("batch-events", cdc.DefaultBatchEvents, "archive a batch at this many events")
@@ -125,12 +126,18 @@ func runStream(ctx context.Context, e *env, args []string) error {
 	}
 	// The key before the archive: a refused start leaves no new directory behind.
 	var key ed25519.PrivateKey
-	if *signingKey != "" {
+	switch {
+	case *signingKey != "" && *unsigned:
+		return notRun(fmt.Errorf("--signing-key and --unsigned: give one"))
+	case *signingKey != "":
 		if key, err = archive.LoadPrivateKey(ctx, *signingKey); err != nil {
 			return notRun(fmt.Errorf("--signing-key: %w", err))
 		}
-	} else {
-		log.Warn("no --signing-key: digests are written unsigned")
+	case *unsigned:
+		log.Warn("--unsigned: digests are written unsigned; verify can never check this archive against a key")
+	default:
+		// An unsigned archive cannot be verified, ever: verify used to blame the public key.
+		return notRun(fmt.Errorf("--signing-key is required: make a key with pgtrail keygen (or give --unsigned for a trial archive that verify can never check)"))
 	}
 	af.created = func(dir string) {
 		log.Info("created the archive directory (its parent existed)", "dir", dir)
@@ -160,16 +167,12 @@ func runStream(ctx context.Context, e *env, args []string) error {
 	}
 	defer stopAlerts() // after Run returns: delivers alerts from the final flush
 
-	stream, err := cdc.New(cdc.Config{
+	streamCfg := cdc.Config{
 		ConnConfig: cfg, Slot: *slot, Publication: *publication,
 		BatchEvents: *batchEvents, BatchBytes: *batchBytes, BatchAge: *batchAge,
 		HeartbeatInterval: *heartbeat, WALWarnBytes: *walWarn, ShutdownTimeout: *shutdown,
 		ExitWhenCaughtUp: *caughtUp, ImagesTimeout: *imagesTimeout, Observer: observer, Logger: log, Metrics: metrics,
-	}, &archive.Writer{Sink: sink, Key: key})
-	if err != nil {
-		return notRun(err)
 	}
-
 	if *sealInterval > 0 {
 		pool, err := newPool(ctx, cfg, 1)
 		if err != nil {
@@ -177,14 +180,23 @@ func runStream(ctx context.Context, e *env, args []string) error {
 		}
 		defer pool.Close()
 		if *caughtUp {
-			// Seal what is ready first, so "caught up" covers it.
+			// Seal what is ready first, and again once the stream has started (its start makes
+			// entries pending: the DDL of the publication it creates), so "caught up" covers it.
 			if _, err := chain.SealOnce(ctx, pool, chain.DefaultBatch); err != nil {
 				return notRun(err)
+			}
+			streamCfg.BeforeCatchUp = func(ctx context.Context) error {
+				_, err := chain.SealOnce(ctx, pool, chain.DefaultBatch)
+				return err
 			}
 		}
 		s := &chain.Sealer{DB: pool, Interval: *sealInterval, Logger: log.With("component", "sealer")}
 		s.Start(ctx)
 		defer s.Stop()
+	}
+	stream, err := cdc.New(streamCfg, &archive.Writer{Sink: sink, Key: key})
+	if err != nil {
+		return notRun(err)
 	}
 	if err := stream.Run(ctx); err != nil {
 		if errors.Is(err, cdc.ErrNotLogical) || errors.Is(err, cdc.ErrNotInstalled) {

@@ -74,7 +74,7 @@ func killRepeatedly(t *testing.T, mode string) {
 	archiveURL := "s3://" + bucket + "/killed"
 	env := append(os.Environ(), "DATABASE_URL="+url, "AWS_ACCESS_KEY_ID="+srv.AccessKey,
 		"AWS_SECRET_ACCESS_KEY="+srv.SecretKey, "AWS_REGION="+srv.Region)
-	args := []string{"stream", "--archive", archiveURL, "--s3-endpoint", srv.Endpoint, "--retention", "3s",
+	args := []string{"stream", "--archive", archiveURL, "--unsigned", "--s3-endpoint", srv.Endpoint, "--retention", "3s",
 		"--batch-events", "40", "--batch-age", "30ms", "--seal-interval", "20ms", "--heartbeat", "200ms"}
 
 	ctx, stopWrites := context.WithCancel(context.Background())
@@ -200,7 +200,7 @@ func TestStream_BadSetup(t *testing.T) {
 			defer cancel()
 			var out, errb bytes.Buffer
 			e := &env{stdout: &out, stderr: &errb, getenv: func(k string) string { return c.vars[k] }}
-			code := run(ctx, e, append([]string{"stream"}, c.args...))
+			code := run(ctx, e, append([]string{"stream", "--unsigned"}, c.args...))
 			if code == 0 || !strings.Contains(errb.String(), c.msg) {
 				t.Errorf("exit %d, stderr %q; want non-zero and %q", code, errb.String(), c.msg)
 			}
@@ -217,7 +217,7 @@ func TestStream_SIGTERM(t *testing.T) {
 	db, url := testdb.New(t)
 	testdb.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY); SELECT audit.enable('t')`)
 	dir := t.TempDir()
-	cmd := exec.Command(binary(t), "stream", "--archive", "file://"+dir, "--batch-age", "10s", "--seal-interval", "20ms")
+	cmd := exec.Command(binary(t), "stream", "--archive", "file://"+dir, "--unsigned", "--batch-age", "10s", "--seal-interval", "20ms")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
