@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -13,16 +14,38 @@ import (
 
 // statusReport is what "pgtrail status" shows.
 type statusReport struct {
-	SchemaVersion    int64           `json:"schema_version"`
-	Tables           []auditedTable  `json:"audited_tables"`
-	HeadSeq          int64           `json:"head_seq"`
-	HeadHash         string          `json:"head_hash"`
-	LastSealedAt     time.Time       `json:"last_sealed_at"`
+	// Problems are what keeps the trail from being whole or current, each with what fixes it;
+	// status exits 1 when there is any.
+	Problems      []statusProblem `json:"problems"`
+	SchemaVersion int64           `json:"schema_version"`
+	Tables        []auditedTable  `json:"audited_tables"`
+	HeadSeq       int64           `json:"head_seq"`
+	HeadHash      string          `json:"head_hash"`
+	// LastSealedAt is nil while nothing has been sealed.
+	LastSealedAt     *time.Time      `json:"last_sealed_at"`
 	Pending          int64           `json:"pending"`
 	OldestPendingAge *float64        `json:"oldest_pending_age_seconds"`
+	LastVerification *verification   `json:"last_verification"`
 	Partitions       []partitionInfo `json:"partitions"`
 	// Slots are the logical replication slots of this database (WAL capture and the stream).
 	Slots []slotInfo `json:"slots"`
+
+	missingPartitions []string        // months (YYYY-MM) of now and next month without a partition
+	otherProblems     []statusProblem // capture problems not of an audited table
+}
+
+// statusProblem is one thing wrong, and the command that fixes it.
+type statusProblem struct {
+	Problem string `json:"problem"`
+	Fix     string `json:"fix"`
+}
+
+// verification is the latest VERIFY event: a run of pgtrail verify.
+type verification struct {
+	At      time.Time `json:"at"`
+	Outcome string    `json:"outcome"`
+	Scope   string    `json:"scope"`
+	Range   string    `json:"range"`
 }
 
 type slotInfo struct {
@@ -52,16 +75,27 @@ type auditedTable struct {
 }
 
 type partitionInfo struct {
-	Name        string `json:"name"`
-	Bounds      string `json:"bounds"`
-	RowEstimate int64  `json:"row_estimate"`
+	Name   string `json:"name"`
+	Bounds string `json:"bounds"`
+	// Rows is the statistics' count of live rows (pg_stat_user_tables.n_live_tup): kept as
+	// rows are inserted, unlike the planner's estimate, which waits for ANALYZE.
+	Rows int64 `json:"rows"`
 }
 
 func runStatus(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "status", "status [--json]")
+	fs := newFlagSet(e, "status", `status [--json] [--max-pending-age 1m]
+
+Shows what keeps the trail from being whole or current first, each with the command that fixes
+it, then capture per table, the chain head, the last verification, the replication slots and
+the partitions. Exits 1 when there is a problem, 0 when there is none.
+
+Examples:
+  pgtrail status
+  pgtrail status --json | jq .problems`)
 	var db dbFlags
 	db.register(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
+	maxPending := fs.Duration("max-pending-age", time.Minute, "entries waiting longer than this to be sealed are a problem (no sealer runs)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -74,12 +108,19 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	st.diagnose(*maxPending)
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(e, st)
 	}
-	printStatus(e, st)
+	if len(st.Problems) > 0 {
+		return &exitError{code: exitFailed, err: fmt.Errorf("%d problem(s) found", len(st.Problems))}
+	}
 	return nil
 }
 
@@ -102,7 +143,42 @@ SELECT h.seq, h.entry_hash, h.sealed_at, (SELECT count(*) FROM audit.pending),
 		return nil, permissionOrFail("read chain head", err)
 	}
 	st.HeadHash = fmt.Sprintf("%x", hash)
-	rows, err := conn.Query(ctx, `
+	if st.HeadSeq == 0 {
+		st.LastSealedAt = nil // the head's time is the installation's
+	}
+	var v verification
+	err = conn.QueryRow(ctx, `
+SELECT v.occurred_at, v.outcome, COALESCE(v.details ->> 'scope', ''), COALESCE(v.resource_id, '') FROM (
+    SELECT p.occurred_at, p.outcome, p.details, p.resource_id FROM audit.pending p WHERE p.action_type = 'VERIFY'
+    UNION ALL
+    SELECT e.occurred_at, e.outcome, e.details, e.resource_id FROM audit.events e WHERE e.action_type = 'VERIFY') v
+ ORDER BY v.occurred_at DESC LIMIT 1`).Scan(&v.At, &v.Outcome, &v.Scope, &v.Range)
+	switch {
+	case err == nil:
+		st.LastVerification = &v
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, permissionOrFail("read the last verification", err)
+	}
+	err = conn.QueryRow(ctx, `
+SELECT ARRAY(SELECT to_char(m, 'YYYY-MM') FROM unnest(ARRAY[now(), now() + interval '1 month']) AS m
+              WHERE to_regclass('audit.events_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM')) IS NULL)`).Scan(&st.missingPartitions)
+	if err != nil {
+		return nil, fmt.Errorf("read partitions: %w", err)
+	}
+	rows, err := conn.Query(ctx, `SELECT p.table_name, p.problem FROM audit.capture_problems() p
+	                               WHERE NOT EXISTS (SELECT FROM audit.audited_tables a WHERE a.table_name = p.table_name)`)
+	if err != nil {
+		return nil, permissionOrFail("read capture problems", err)
+	}
+	st.otherProblems, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (statusProblem, error) {
+		var name, problem string
+		err := r.Scan(&name, &problem)
+		return statusProblem{Problem: name + ": " + problem, Fix: "as a superuser: ALTER PUBLICATION pgtrail ADD TABLE " + name}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read capture problems: %w", err)
+	}
+	rows, err = conn.Query(ctx, `
 SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
        COALESCE((SELECT tg.tgenabled <> 'D' FROM pg_trigger tg WHERE tg.tgrelid = t.relid
                    AND tg.tgname = CASE t.mode WHEN 'wal' THEN 'pgtrail_context' ELSE 'pgtrail_capture' END), false),
@@ -129,7 +205,8 @@ SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
 		return nil, fmt.Errorf("read audited tables: %w", err)
 	}
 	rows, err = conn.Query(ctx, `
-SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), greatest(c.reltuples, 0)::bigint
+SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
+       COALESCE(pg_stat_get_live_tuples(c.oid), greatest(c.reltuples, 0)::bigint)
   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
  WHERE i.inhparent = 'audit.events'::regclass ORDER BY c.relname`)
 	if err != nil {
@@ -137,7 +214,7 @@ SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), greatest(c.reltuples, 0)::
 	}
 	st.Partitions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (partitionInfo, error) {
 		var p partitionInfo
-		err := r.Scan(&p.Name, &p.Bounds, &p.RowEstimate)
+		err := r.Scan(&p.Name, &p.Bounds, &p.Rows)
 		return p, err
 	})
 	if err != nil {
@@ -183,10 +260,28 @@ func permissionOrFail(what string, err error) error {
 }
 
 func printStatus(e *env, st *statusReport) {
+	if len(st.Problems) == 0 {
+		fmt.Fprintln(e.stdout, "no problems found")
+	} else {
+		fmt.Fprintf(e.stdout, "PROBLEMS (%d):\n", len(st.Problems))
+		for _, p := range st.Problems {
+			fmt.Fprintf(e.stdout, "  - %s\n      fix: %s\n", p.Problem, p.Fix)
+		}
+	}
+	fmt.Fprintln(e.stdout)
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "schema version\t%d\n", st.SchemaVersion)
 	fmt.Fprintf(w, "chain head\tseq %d, %s\n", st.HeadSeq, st.HeadHash)
-	fmt.Fprintf(w, "last sealed\t%s\n", st.LastSealedAt.Format(time.RFC3339))
+	if st.LastSealedAt == nil {
+		fmt.Fprintf(w, "last sealed\tnever\n")
+	} else {
+		fmt.Fprintf(w, "last sealed\t%s\n", st.LastSealedAt.Format(time.RFC3339))
+	}
+	if v := st.LastVerification; v == nil {
+		fmt.Fprintf(w, "last verified\tnever (run pgtrail verify; nightly: deploy/)\n")
+	} else {
+		fmt.Fprintf(w, "last verified\t%s, %s of %s: %s\n", v.At.UTC().Format(time.RFC3339), v.Scope, v.Range, v.Outcome)
+	}
 	pending := fmt.Sprintf("%d", st.Pending)
 	if st.OldestPendingAge != nil {
 		pending += fmt.Sprintf(" (oldest %.1fs ago)", *st.OldestPendingAge)
@@ -224,6 +319,46 @@ func printStatus(e *env, st *statusReport) {
 	}
 	fmt.Fprintf(e.stdout, "\npartitions (%d):\n", len(st.Partitions))
 	for _, p := range st.Partitions {
-		fmt.Fprintf(e.stdout, "  %s  %s  ~%d rows\n", p.Name, p.Bounds, p.RowEstimate)
+		fmt.Fprintf(e.stdout, "  %s  %s  %d rows\n", p.Name, p.Bounds, p.Rows)
+	}
+}
+
+// diagnose lists the problems, each with its fix, in the order an operator should take them.
+func (st *statusReport) diagnose(maxPending time.Duration) {
+	add := func(problem, fix string) { st.Problems = append(st.Problems, statusProblem{problem, fix}) }
+	wal := false
+	for _, t := range st.Tables {
+		wal = wal || t.Mode == "wal"
+		if t.Problem != "" {
+			add(t.Name+": "+t.Problem, "pgtrail enable "+t.Name+" (enabling again restores its capture; it keeps its settings)")
+		}
+	}
+	st.Problems = append(st.Problems, st.otherProblems...)
+	if st.OldestPendingAge != nil && *st.OldestPendingAge > maxPending.Seconds() {
+		add(fmt.Sprintf("%d entries not sealed, the oldest for %s: no sealer runs", st.Pending,
+			(time.Duration(*st.OldestPendingAge)*time.Second).String()),
+			"run pgtrail stream (it seals and archives), or pgtrail seal")
+	}
+	if wal {
+		slots := false
+		for _, s := range st.Slots {
+			slots = true
+			if !s.Active {
+				add(fmt.Sprintf("replication slot %s is read by no pgtrail stream: changes to tables in mode wal wait unchained, and it retains %d bytes of WAL", s.Name, s.RetainedWAL),
+					"pgtrail stream --slot "+s.Name+" --archive URL --signing-key KEY (or drop the slot if no stream is meant to read it)")
+			}
+		}
+		if !slots {
+			add("no replication slot: changes to tables in mode wal are not kept for the stream",
+				"pgtrail enable TABLE (creates the slot), then run pgtrail stream")
+		}
+	}
+	for _, m := range st.missingPartitions {
+		add("audit.events has no partition for "+m+": sealing into it fails unless the sealer may create it",
+			"SELECT audit.create_partitions(); (as a member of pgtrail_owner)")
+	}
+	if v := st.LastVerification; v != nil && v.Outcome != "SUCCESS" {
+		add(fmt.Sprintf("the last verification (%s, %s) did not find the trail intact", v.Scope, v.At.UTC().Format(time.RFC3339)),
+			"pgtrail verify all ARCHIVE_URL --public-key KEY, and read what it names")
 	}
 }
