@@ -385,3 +385,88 @@ func TestHostile_ReservedEventTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestHostile_CaptureTriggerOff: in mode trigger, a superuser or the table's owner turns the
+// capture trigger off (disables it, makes it fire for replicas only, drops it) and changes rows
+// that then never reach the trail; in mode wal, the context trigger (changes are then chained
+// without who made them). The ALTER was a DDL entry among others, and verify said intact. What
+// must survive: each such act is a CAPTURE_GAP entry naming the table, and verify db reports it
+// (kind capture_warning); pgtrail's own enabling, switching and disabling raise none.
+func TestHostile_CaptureTriggerOff(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
+	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`) })
+	testdb.Exec(t, db, `CREATE ROLE owner_otto LOGIN IN ROLE pgtrail_owner;
+		CREATE TABLE accounts (id int PRIMARY KEY, balance int); ALTER TABLE accounts OWNER TO owner_otto;
+		CREATE TABLE ledger (id int PRIMARY KEY, memo text);
+		CREATE TABLE orders (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
+		CREATE TABLE parted (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu')`)
+	// pgtrail's own work: none of it is a gap.
+	testdb.Exec(t, db, `SELECT audit.enable('accounts', '{}', NULL, 'trigger'); SELECT audit.enable('ledger', '{}', NULL, 'wal');
+		SELECT audit.enable('orders', '{}', NULL, 'trigger'); SELECT audit.enable('parted', '{}', NULL, 'wal');
+		SELECT audit.enable('parted', '{}', NULL, 'trigger'); SELECT audit.enable('parted', '{}', NULL, 'wal');
+		SELECT audit.enable('ledger', '{}', NULL, 'trigger'); SELECT audit.enable('ledger', '{}', NULL, 'wal');
+		ALTER TABLE accounts ADD COLUMN note text; SELECT audit.disable('orders'); SELECT audit.enable('orders', '{}', NULL, 'trigger')`)
+	gaps := func() int {
+		var n int
+		if err := db.QueryRow(ctx, `SELECT (SELECT count(*) FROM audit.pending WHERE action_type = 'CAPTURE_GAP')
+			+ (SELECT count(*) FROM audit.events WHERE action_type = 'CAPTURE_GAP')`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := gaps(); n != 0 {
+		t.Fatalf("pgtrail's own enable, mode switches and disable raised %d CAPTURE_GAP entries, want 0", n)
+	}
+	otto := connectAs(t, url, "owner_otto")
+	acts := []struct {
+		name string
+		conn interface {
+			Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+		}
+		sql   string
+		table string
+	}{
+		{"SuperuserDisablesAll", db, `ALTER TABLE accounts DISABLE TRIGGER ALL; UPDATE accounts SET balance = 0; ALTER TABLE accounts ENABLE TRIGGER ALL`, "public.accounts"},
+		{"OwnerDisables", otto, `ALTER TABLE accounts DISABLE TRIGGER pgtrail_capture`, "public.accounts"},
+		{"OwnerReplicaOnly", otto, `ALTER TABLE accounts ENABLE REPLICA TRIGGER pgtrail_capture`, "public.accounts"},
+		{"OwnerDrops", otto, `DROP TRIGGER pgtrail_capture ON accounts`, "public.accounts"},
+		{"PartitionDisabled", db, `ALTER TABLE orders_eu DISABLE TRIGGER pgtrail_capture`, "public.orders"},
+		{"ContextDisabled", db, `ALTER TABLE ledger DISABLE TRIGGER pgtrail_context`, "public.ledger"},
+	}
+	for _, a := range acts {
+		t.Run(a.name, func(t *testing.T) {
+			before := gaps()
+			if _, err := a.conn.Exec(ctx, a.sql); err != nil {
+				t.Fatalf("%s: %v", a.sql, err)
+			}
+			if after := gaps(); after <= before {
+				t.Errorf("%s: no CAPTURE_GAP entry", a.sql)
+			}
+			var named bool
+			db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.pending WHERE action_type = 'CAPTURE_GAP' AND resource_id = $1)`, a.table).Scan(&named)
+			if !named {
+				t.Errorf("%s: no CAPTURE_GAP entry names %s", a.sql, a.table)
+			}
+			testdb.Exec(t, db, `SELECT audit.enable('accounts', '{}', NULL, 'trigger'); SELECT audit.enable('orders', '{}', NULL, 'trigger');
+				ALTER TABLE orders_eu ENABLE ALWAYS TRIGGER pgtrail_capture; SELECT audit.enable('ledger', '{}', NULL, 'wal')`)
+		})
+	}
+	testdb.Seal(t, db)
+	rep, err := verify.DB(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := 0
+	for _, p := range rep.Problems {
+		if p.Kind == verify.CaptureWarning {
+			warned++
+		}
+	}
+	if rep.Intact() || warned != gaps() {
+		t.Errorf("verify db: intact %v, %d capture warnings for %d CAPTURE_GAP entries; want each reported", rep.Intact(), warned, gaps())
+	}
+}

@@ -62,7 +62,7 @@ func (c *checker) next(e *entry) {
 		c.add(e.seq, Relinked, c.keyOf(e), fmt.Sprintf("prev_hash does not match the entry_hash of seq %d: one of them was rewritten", c.prevSeq))
 	}
 	if e.warned && e.selfOK {
-		c.add(e.seq, CaptureWarning, c.keyOf(e), "captured from the WAL with a warning (details.capture_warning): made with pgtrail's triggers disabled, or with an incomplete before image")
+		c.add(e.seq, CaptureWarning, c.keyOf(e), "a gap in capture (a CAPTURE_GAP entry, or details.capture_warning): a capture trigger turned off, a change made with pgtrail's triggers disabled, an incomplete before image, a slot created anew")
 	}
 	c.prevSeq = e.seq
 	c.prevHash = e.entryHash

@@ -114,7 +114,11 @@ func (h *hasher) hashHex(e *pgtrail.Event, entryHex []byte, out *entry) {
 		out.badHash = true
 	}
 	out.selfOK = !out.badHash && sum == out.entryHash
-	out.warned = e.Details != nil && strings.Contains(*e.Details, captureWarningKey) && topLevelWarning(*e.Details)
+	// A CAPTURE_GAP entry is a gap in capture whoever wrote it (since schema version 8 only
+	// pgtrail writes that type): the stream, or the event trigger that saw a capture trigger
+	// turned off (schema 10), which cannot flag details.capture_warning (audit.pending refuses it).
+	out.warned = e.ActionType == "CAPTURE_GAP" ||
+		e.Details != nil && strings.Contains(*e.Details, captureWarningKey) && topLevelWarning(*e.Details)
 	if h.cross {
 		out.eventKey = maphash.String(crossSeed, e.EventID)
 		out.content = maphash.Bytes(crossSeed, h.buf[len(e.PrevHash)+seqFieldEnd(e.Seq):])
