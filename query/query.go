@@ -1,6 +1,6 @@
 // Package query runs ad-hoc SQL over the Parquet archive on one machine with DuckDB, embedded
 // through cgo, so that the queries written for Athena (docs/athena.md) run locally against the
-// same files: the archive is the view pgtrail.audit_events (also audit_events), with the
+// same files: the archive is the view pgtrail.audit_events (also audit_events, and events), with the
 // partition columns tenant and dt taken from the keys exactly as Athena takes them.
 //
 // DuckDB makes a binary about 70 MB larger and needs cgo, so it lives in its own binary,
@@ -35,6 +35,10 @@ import (
 // Table is the name of the archive's table, in schema pgtrail (as in the Athena DDL's default
 // database) and in DuckDB's default schema.
 const Table = "audit_events"
+
+// View is the archive's table under the name a user tries first: events, as audit.events is
+// called in the database; the same rows as Table, in both schemas.
+const View = "events"
 
 // Formats of the output.
 const (
@@ -75,7 +79,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Run makes the archive's files (those Config selects) the table pgtrail.audit_events and runs
+// Run makes the archive's files (those Config selects) the table pgtrail.audit_events (also
+// events) and runs
 // query, writing the result to cfg.Out. The session runs in UTC, like Athena's and like dt;
 // json_extract_scalar is defined (as DuckDB's json_extract_string) so Athena's JSON queries run
 // unchanged. The query reads the selected files and nothing else, and writes nothing: DuckDB may
@@ -171,6 +176,8 @@ SELECT * EXCLUDE (filename),
 	}
 	return append(stmts,
 		"CREATE VIEW main."+Table+" AS SELECT * FROM pgtrail."+Table,
+		"CREATE VIEW pgtrail."+View+" AS SELECT * FROM pgtrail."+Table,
+		"CREATE VIEW main."+View+" AS SELECT * FROM pgtrail."+Table,
 		"CREATE MACRO json_extract_scalar(j, p) AS json_extract_string(j, p)",
 		"SET allowed_paths = ["+strings.Join(paths, ", ")+"]",
 		"SET enable_external_access = false",

@@ -152,6 +152,10 @@ func TestRun_ReadOnly(t *testing.T) {
 	if rows := runJSON(t, query.Config{Sink: sink}, "SELECT count(*) AS n FROM audit_events"); !equalRows(rows, []map[string]any{{"n": 2.0}}) {
 		t.Errorf("count = %v, want 2", rows)
 	}
+	// And the view named as a user names it first: events.
+	if rows := runJSON(t, query.Config{Sink: sink}, "SELECT count(*) AS n FROM events"); !equalRows(rows, []map[string]any{{"n": 2.0}}) {
+		t.Errorf("count from events = %v, want 2", rows)
+	}
 }
 
 // TestRun_ReadOnlyAllows runs the read-only statements and functions an investigation uses: the
@@ -170,6 +174,8 @@ func TestRun_ReadOnlyAllows(t *testing.T) {
 		{"Range", "SELECT * FROM range(2)"},
 		{"Unnest", "SELECT unnest(changed_columns) FROM audit_events"},
 		{"JSON", "SELECT json_extract_scalar(details, '$.a') FROM audit_events"},
+		{"EventsView", "SELECT actor_id FROM events ORDER BY seq"},
+		{"EventsViewInSchema", "SELECT count(*) FROM pgtrail.events"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

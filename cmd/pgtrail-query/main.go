@@ -36,8 +36,8 @@ func main() {
 
 const usage = `Usage: pgtrail query ARCHIVE_URL "SQL" [flags]
 
-Runs SQL over the archive's Parquet files with DuckDB. The archive is the table
-pgtrail.audit_events (also audit_events) with Athena's columns, tenant and dt included, so the
+Runs SQL over the archive's Parquet files with DuckDB. The archive is the table events (also
+pgtrail.audit_events and audit_events) with Athena's columns, tenant and dt included, so the
 queries of docs/athena.md run as they are (UTC session, json_extract_scalar defined). A local
 archive (file:///dir) is read in place; an s3:// archive is downloaded first: restrict it with
 --tenant/--since/--until, which select files by their tenant= and dt= partitions.
@@ -49,12 +49,27 @@ files and nothing else. COPY, ATTACH, SET, INSTALL, CREATE and functions that wr
 Flags:
 `
 
+const examples = `
+Examples:
+  pgtrail query file:///var/lib/pgtrail/archive "SELECT actor_id, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC"
+  pgtrail query s3://audit-bucket/app --tenant acme --since 30d --csv "SELECT * FROM events WHERE action_type = 'DELETE'"
+`
+
 func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
+	// Help on --help only, to stdout; a mistake is one line (fail) that says where the help is.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	help := func() {
+		fmt.Fprint(stdout, usage)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, use := flag.UnquoteUsage(f)
+			if name != "" {
+				name = " " + strings.ToUpper(name)
+			}
+			fmt.Fprintf(stdout, "  --%s%s\n      %s\n", f.Name, name, use)
+		})
+		fmt.Fprint(stdout, examples)
 	}
 	tenant := fs.String("tenant", "", "only files of this tenant_id (_none: events without one)")
 	since := fs.String("since", "", "only files of days from this time on (30d, 2024-01-01, RFC 3339)")
@@ -66,14 +81,14 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	tempDir := fs.String("temp-dir", "", "where to download s3:// files (default: the system's temporary directory)")
 	pos, err := parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		help()
 		return exitOK
 	}
 	if err != nil {
-		return fail(stderr, exitNotRun, err)
+		return fail(stderr, exitNotRun, fmt.Errorf("%s (run pgtrail query --help)", strings.Replace(err.Error(), " -", " --", 1)))
 	}
 	if len(pos) != 2 {
-		fs.Usage()
-		return fail(stderr, exitNotRun, errors.New(`expected: query ARCHIVE_URL "SQL"`))
+		return fail(stderr, exitNotRun, errors.New(`expected: query ARCHIVE_URL "SQL" (run pgtrail query --help)`))
 	}
 	cfg := query.Config{Out: stdout, TempDir: *tempDir, Format: query.FormatTable}
 	switch {

@@ -13,20 +13,24 @@ import (
 	s3sink "github.com/pgtrail/pgtrail/archive/s3"
 )
 
+// archiveSubcommands are archive's subcommands.
+var archiveSubcommands = []subcommand{
+	{"init", "create (or check) an S3 bucket with Object Lock, default retention and lifecycle rules; or a local archive directory (its parent must exist)", runArchiveInit},
+}
+
 func runArchive(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 && args[0] == "init" {
-		return runArchiveInit(ctx, e, args[1:])
-	}
-	fmt.Fprint(e.stderr, "Usage: pgtrail archive init s3://bucket/prefix | file:///dir [flags]\n\n"+
-		"  init  create (or check) an S3 bucket with Object Lock, default retention and lifecycle rules;\n"+
-		"        or create a local archive directory (its parent must exist)\n")
+	const usage = "archive init s3://bucket/prefix | file:///dir [flags]"
 	if len(args) == 0 {
-		return notRun(errors.New("expected: archive init s3://bucket/prefix or archive init file:///dir"))
+		return usageError("pgtrail archive --help", errors.New("expected: archive init s3://bucket/prefix or archive init file:///dir"))
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if isHelp(args[0]) {
+		printGroupHelp(ctx, e, usage, archiveSubcommands, true)
 		return nil
 	}
-	return notRun(fmt.Errorf("unknown archive command %q (want: init)", args[0]))
+	if sub := findSubcommand(archiveSubcommands, args[0]); sub != nil {
+		return sub.run(ctx, e, args[1:])
+	}
+	return usageError("pgtrail archive --help", fmt.Errorf("unknown archive command %q (want: init)", args[0]))
 }
 
 // initReport is what "pgtrail archive init --json" prints.
@@ -36,7 +40,10 @@ type initReport struct {
 }
 
 func runArchiveInit(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "archive init", "archive init file:///dir | s3://bucket/prefix [--s3-endpoint URL] [--region R] [--retention 7y] [--lock-mode COMPLIANCE|GOVERNANCE] [--glacier-after 90d] [--json]")
+	fs := newFlagSet(e, "archive init", "archive init s3://bucket/prefix | file:///dir [--s3-endpoint URL] [--region R] [--retention 7y] [--lock-mode COMPLIANCE|GOVERNANCE] [--glacier-after 90d] [--json]\n\n"+
+		"s3://: creates the bucket with Object Lock (or checks it), sets its default retention and a lifecycle\n"+
+		"that moves objects to Glacier after --glacier-after and expires them after --retention.\n"+
+		"file:///dir: creates the directory (its parent must exist) and the archive's marker; the S3 flags do not apply.")
 	endpoint := fs.String("s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
 	region := fs.String("region", "", "region of the bucket (default: from the AWS configuration, else us-east-1)")
 	retentionFlag := fs.String("retention", "7y", "default Object Lock retention, and the age at which lifecycle expires objects (y = 366 days)")
@@ -48,8 +55,7 @@ func runArchiveInit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return notRun(errors.New("expected: archive init s3://bucket/prefix or archive init file:///dir"))
+		return fs.usageError(errors.New("expected: archive init s3://bucket/prefix or archive init file:///dir"))
 	}
 	u, err := archive.ParseURL(pos[0])
 	if err != nil {

@@ -19,8 +19,7 @@ func runAthena(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) != 2 || pos[0] != "ddl" {
-		fs.Usage()
-		return notRun(errors.New("expected: athena ddl s3://bucket/prefix"))
+		return fs.usageError(errors.New("expected: athena ddl s3://bucket/prefix"))
 	}
 	t := archive.AthenaTable{URL: pos[1], Database: *database, Table: *table}
 	if *tenants != "" {

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,9 +17,18 @@ type dbFlags struct {
 	url string
 }
 
-func (d *dbFlags) register(fs *flag.FlagSet) {
+func (d *dbFlags) register(fs *flagSet) {
 	fs.StringVar(&d.url, "database-url", "", "PostgreSQL URL or DSN (default: $DATABASE_URL, else the libpq PG* variables)")
 }
+
+// pgLocation are the libpq variables that say which server or database to use: with none of
+// them, nor a URL, nothing names the database.
+var pgLocation = []string{"PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE"}
+
+// errNoDatabase is the answer when nothing names the database: libpq's default (a socket in
+// /var/run/postgresql or /tmp) is rarely what a user meant, and its error does not say that
+// the URL is missing.
+var errNoDatabase = errors.New("no database given: set DATABASE_URL or --database-url (postgres://USER@HOST/DBNAME), or libpq's PGHOST and PGDATABASE")
 
 // config resolves the connection settings: flag, then DATABASE_URL, then PG* variables (which
 // pgx.ParseConfig("") reads).
@@ -27,6 +36,9 @@ func (d *dbFlags) config(e *env) (*pgx.ConnConfig, error) {
 	url := d.url
 	if url == "" {
 		url = e.getenv("DATABASE_URL")
+	}
+	if url == "" && !slices.ContainsFunc(pgLocation, func(v string) bool { return e.getenv(v) != "" }) {
+		return nil, notRun(errNoDatabase)
 	}
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -56,36 +68,6 @@ func (d *dbFlags) connect(ctx context.Context, e *env, with ...func(*pgx.ConnCon
 		return nil, notRun(fmt.Errorf("connect: %w", err))
 	}
 	return conn, nil
-}
-
-// newFlagSet returns a flag set that reports errors instead of exiting.
-func newFlagSet(e *env, name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: pgtrail %s\n\nFlags:\n", usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses flags, allowing them after positional arguments too ("enable t --exclude-columns x").
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, notRun(err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // isPermission reports whether err is PostgreSQL refusing for lack of privilege.

@@ -23,12 +23,7 @@ Capture modes:
            wal_level = logical and the replication slot, which enable creates (REPLICATION or
            superuser). Before PostgreSQL 17 a logical slot does not survive a failover.
   trigger  a row trigger writes each change to audit.pending in the writer's transaction: survives
-           a failover to a physical standby; the sealer (stream or seal) chains it.
-
-Examples:
-  pgtrail enable public.accounts
-  pgtrail enable users --exclude-columns password_hash --pii-columns email,phone
-  pgtrail enable payments --mode trigger`)
+           a failover to a physical standby; the sealer (stream or seal) chains it.`)
 	var db dbFlags
 	db.register(fs)
 	exclude := fs.String("exclude-columns", "", "comma-separated columns never written to the trail (e.g. password hashes); a change to them is still recorded, without values")
@@ -41,8 +36,7 @@ Examples:
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return notRun(fmt.Errorf("expected exactly one table name"))
+		return fs.usageError(fmt.Errorf("expected exactly one table name"))
 	}
 	if *mode != "" && *mode != "wal" && *mode != "trigger" {
 		return notRun(fmt.Errorf("--mode must be wal or trigger, not %q", *mode))
@@ -164,8 +158,7 @@ func runDisable(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return notRun(fmt.Errorf("expected exactly one table name"))
+		return fs.usageError(fmt.Errorf("expected exactly one table name"))
 	}
 	conn, err := db.connect(ctx, e)
 	if err != nil {

@@ -31,12 +31,10 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		fs.Usage()
-		return notRun(fmt.Errorf("unexpected argument %q: filters are flags", pos[0]))
+		return fs.usageError(fmt.Errorf("unexpected argument %q: filters are flags", pos[0]))
 	}
 	if *out == "" {
-		fs.Usage()
-		return notRun(errors.New("--out is required: the report goes to a file, which appears only once the export is recorded"))
+		return fs.usageError(errors.New("--out is required: the report goes to a file, which appears only once the export is recorded"))
 	}
 	f := export.Format(strings.ToLower(*format))
 	if f == "" {

@@ -235,11 +235,12 @@ type buildError struct {
 func (e *buildError) Error() string { return "go build: " + e.err.Error() + ": " + e.out }
 
 // TestCLI_Query runs pgtrail query through the companion binary, passes its exit codes through,
-// and says how to get the binary when it is missing.
+// and says in one line how to get the binary when it is missing: what to build, and where.
 func TestCLI_Query(t *testing.T) {
 	_, _, arch := invSetup(t)
 	code, _, stderr := invRun(t, map[string]string{envQueryBinary: ""}, "query", arch, "SELECT 1")
-	if _, err := exec.LookPath(queryBinary); err != nil && (code != 2 || !strings.Contains(stderr, "go build -o pgtrail-query ./cmd/pgtrail-query")) {
+	if _, err := exec.LookPath(queryBinary); err != nil && (code != 2 || !strings.Contains(stderr, "go build -o ") || !strings.Contains(stderr, "/pgtrail-query ./cmd/pgtrail-query") ||
+		!strings.Contains(stderr, envQueryBinary) || strings.Count(strings.TrimSpace(stderr), "\n") != 0) {
 		t.Errorf("without the binary: exit %d, %q; want 2 and how to build it", code, stderr)
 	}
 	if testing.Short() {
@@ -258,6 +259,7 @@ func TestCLI_Query(t *testing.T) {
 		inStderr string
 	}{
 		{"Count", []string{"query", arch, "SELECT tenant, count(*) AS n FROM pgtrail.audit_events GROUP BY tenant ORDER BY tenant", "--csv"}, 0, "acme,3\nglobex,1\n", ""},
+		{"EventsView", []string{"query", arch, "SELECT count(*) AS n, count(*) = (SELECT count(*) FROM audit_events) AS same FROM events", "--csv"}, 0, "n,same\n8,true\n", ""},
 		{"BadSQL", []string{"query", arch, "SELEC 1"}, 1, "", "syntax error"},
 		{"Usage", []string{"query", arch}, 2, "", `expected: query ARCHIVE_URL "SQL"`},
 		{"NoArchive", []string{"query", "file:///nonexistent/archive", "SELECT 1"}, 2, "", "no such file"},

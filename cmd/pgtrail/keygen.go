@@ -19,8 +19,7 @@ func runKeygen(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) > 0 || *out == "" {
-		fs.Usage()
-		return notRun(errors.New("expected: keygen --out PATH"))
+		return fs.usageError(errors.New("expected: keygen --out PATH"))
 	}
 	pub, err := archive.WriteKeyFiles(*out)
 	if err != nil {

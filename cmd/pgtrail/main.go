@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"syscall"
 )
@@ -29,27 +28,34 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"migrate":    {"apply or revert the audit schema: migrate up|down|version", runMigrate},
-	"enable":     {"capture INSERT/UPDATE/DELETE on a table: enable TABLE [--exclude-columns a,b]", runEnable},
+	"migrate":    {"apply or revert the audit schema: migrate up|down|version|to N", runMigrate},
+	"enable":     {"capture a table: enable TABLE [--mode wal|trigger] [--exclude-columns a,b] [--pii-columns c,d]", runEnable},
 	"disable":    {"stop capturing a table: disable TABLE", runDisable},
-	"status":     {"show audited tables, chain head, pending entries and partitions", runStatus},
+	"status":     {"show audited tables, chain head, pending entries, replication slots and partitions", runStatus},
 	"seal":       {"chain committed entries into audit.events (loop, or --once)", runSeal},
-	"stream":     {"archive the trail over logical replication as Parquet (file:// or Object-Locked s3://)", runStream},
-	"verify":     {"verify the trail: verify db | archive URL --public-key KEY | all URL --public-key KEY (--since-checkpoint)", runVerify},
-	"version":    {"print the pgtrail version", runVersion},
+	"stream":     {"archive the trail over logical replication as Parquet: stream --archive URL --signing-key KEY", runStream},
+	"verify":     {"verify the trail: verify db | archive ARCHIVE_URL | all ARCHIVE_URL --public-key KEY", runVerify},
+	"version":    {"print pgtrail's version and commit (also --version)", runVersion},
 	"keygen":     {"create an ed25519 key pair for signing archive digests: keygen --out PATH", runKeygen},
-	"archive":    {"prepare an archive: archive init s3://bucket/prefix (Object Lock, retention, Glacier lifecycle) or file:///dir", runArchive},
+	"archive":    {"prepare an archive: archive init s3://bucket/prefix (Object Lock, retention, Glacier) or file:///dir", runArchive},
 	"athena":     {"print Athena DDL for the archive: athena ddl s3://bucket/prefix", runAthena},
-	"search":     {"search the trail (database, or --archive): --actor --resource TYPE[:ID] --action --outcome --tenant --since --until", runSearch},
-	"query":      {"SQL over the Parquet archive with DuckDB: query ARCHIVE_URL \"SQL\" (runs pgtrail-query)", runQuery},
+	"search":     {"search the trail (database, or --archive): --actor --resource TYPE[:ID] --action --since ...", runSearch},
+	"query":      {"SQL over the Parquet archive with DuckDB: query ARCHIVE_URL \"SQL\" (table events)", runQuery},
 	"export":     {"write a CSV/Parquet report for a filter, recorded as an EXPORT event: export --out PATH", runExport},
 	"partitions": {"list partitions, or prune old ones once archived and verified: partitions list|prune", runPartitions},
 }
+
+// commandOrder is the order of the commands in the help: as a user meets them.
+var commandOrder = []string{"migrate", "enable", "disable", "status", "keygen", "archive", "stream", "seal",
+	"verify", "search", "query", "export", "partitions", "athena", "version"}
 
 // env is what a subcommand may touch of the outside world.
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// parseOnly stops every command once its command line is parsed (errParsedOnly): nothing
+	// is connected to, read or run.
+	parseOnly bool
 }
 
 func main() {
@@ -68,29 +74,41 @@ func main() {
 }
 
 func run(ctx context.Context, e *env, args []string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		usage(e.stdout)
-		if len(args) == 0 {
-			return exitNotRun
-		}
+		return exitNotRun
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(e.stdout)
 		return exitOK
+	case "help":
+		if len(args) == 1 {
+			usage(e.stdout)
+			return exitOK
+		}
+		// pgtrail help verify db == pgtrail verify db --help
+		args = append(args[1:len(args):len(args)], "--help")
+	case "-version", "--version":
+		args = append([]string{"version"}, args[1:]...)
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(e.stderr, "pgtrail: unknown command %q (see pgtrail help)\n", args[0])
+		fmt.Fprintf(e.stderr, "pgtrail: unknown command %q (run pgtrail --help)\n", args[0])
 		return exitNotRun
 	}
 	err := cmd.run(ctx, e, args[1:])
-	if err == nil {
-		return exitOK
-	}
-	if errors.Is(err, flag.ErrHelp) {
+	if err == nil || errors.Is(err, flag.ErrHelp) || errors.Is(err, errParsedOnly) {
 		return exitOK
 	}
 	var ex *exitError
 	if errors.As(err, &ex) {
 		if ex.err != nil {
-			fmt.Fprintf(e.stderr, "pgtrail %s: %s\n", args[0], oneLine(ex.err))
+			msg := oneLine(ex.err)
+			if ex.help != "" {
+				msg += " (run " + ex.help + ")"
+			}
+			fmt.Fprintf(e.stderr, "pgtrail %s: %s\n", args[0], msg)
 		}
 		return ex.code
 	}
@@ -105,19 +123,24 @@ Usage: pgtrail COMMAND [flags] [args]
 
 Commands:
 `)
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	for _, n := range commandOrder {
+		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprint(w, `
+Examples:
+  export DATABASE_URL=postgres://admin@db.example.com/app
+  pgtrail migrate up
+  pgtrail enable public.users --exclude-columns password_hash --pii-columns email,phone
+  pgtrail keygen --out /etc/pgtrail/signing.key
+  pgtrail stream --archive s3://audit-bucket/app --signing-key /etc/pgtrail/signing.key
+  pgtrail verify all s3://audit-bucket/app --public-key /etc/pgtrail/signing.key.pub
+  pgtrail migrate to 7
+
 The database comes from --database-url, else DATABASE_URL, else the libpq PG* variables.
+Sizes read 64MiB, 1GiB, 512KB; durations 500ms, 30s, 90d, 13mo, 7y.
 Exit codes: 0 done (verify: intact), 1 failed or refused (verify: tampering found),
 2 could not run (usage, connection, permission; verify: could not check).
-Run "pgtrail COMMAND --help" for a command's flags.
+Run "pgtrail COMMAND --help" for a command's flags and examples; "pgtrail --version" for the version.
 `)
 }
 
@@ -125,6 +148,8 @@ Run "pgtrail COMMAND --help" for a command's flags.
 type exitError struct {
 	code int
 	err  error
+	// help, when set, is the command line whose help explains the mistake (a usage error).
+	help string
 }
 
 func (e *exitError) Error() string { return fmt.Sprint(e.err) }

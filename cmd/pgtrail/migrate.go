@@ -32,8 +32,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		}
 	case len(pos) == 1 && (pos[0] == "up" || pos[0] == "down" || pos[0] == "version"):
 	default:
-		fs.Usage()
-		return notRun(fmt.Errorf("expected one of up, down, version, to VERSION"))
+		return fs.usageError(fmt.Errorf("expected one of up, down, version, to VERSION"))
 	}
 	cfg, err := db.config(e)
 	if err != nil {

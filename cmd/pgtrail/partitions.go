@@ -16,25 +16,25 @@ import (
 	"github.com/pgtrail/pgtrail/retention"
 )
 
+// partitionsSubcommands are partitions' subcommands.
+var partitionsSubcommands = []subcommand{
+	{"list", "monthly partitions of audit.events with their seq ranges, and where the chain starts", runPartitionsList},
+	{"prune", "drop partitions older than --older-than once archived and verified, leaving a signed anchor", runPartitionsPrune},
+}
+
 func runPartitions(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "list":
-			return runPartitionsList(ctx, e, args[1:])
-		case "prune":
-			return runPartitionsPrune(ctx, e, args[1:])
-		}
-	}
-	fmt.Fprint(e.stderr, "Usage: pgtrail partitions list|prune [flags]\n\n"+
-		"  list   monthly partitions of audit.events with their seq ranges, and where the chain starts\n"+
-		"  prune  drop partitions older than --older-than once archived and verified, leaving a signed anchor\n")
+	const usage = "partitions list|prune [flags]"
 	if len(args) == 0 {
-		return notRun(errors.New("expected: partitions list|prune"))
+		return usageError("pgtrail partitions --help", errors.New("expected: partitions list or partitions prune"))
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if isHelp(args[0]) {
+		printGroupHelp(ctx, e, usage, partitionsSubcommands, true)
 		return nil
 	}
-	return notRun(fmt.Errorf("unknown partitions command %q (want: list, prune)", args[0]))
+	if sub := findSubcommand(partitionsSubcommands, args[0]); sub != nil {
+		return sub.run(ctx, e, args[1:])
+	}
+	return usageError("pgtrail partitions --help", fmt.Errorf("unknown partitions command %q (want: list, prune)", args[0]))
 }
 
 // partitionRow is one line of "partitions list".
@@ -125,12 +125,10 @@ func runPartitionsPrune(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		fs.Usage()
-		return notRun(fmt.Errorf("unexpected argument %q", pos[0]))
+		return fs.usageError(fmt.Errorf("unexpected argument %q", pos[0]))
 	}
 	if *olderThan == "" || af.url == "" {
-		fs.Usage()
-		return notRun(errors.New("--older-than and --archive are required"))
+		return fs.usageError(errors.New("--older-than and --archive are required"))
 	}
 	age, err := timeexpr.ParseAge(*olderThan)
 	if err != nil {

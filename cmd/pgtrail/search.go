@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -20,7 +19,7 @@ type filterFlags struct {
 	newestFirst                                             bool
 }
 
-func (f *filterFlags) register(fs *flag.FlagSet, defaultLimit int) {
+func (f *filterFlags) register(fs *flagSet, defaultLimit int) {
 	fs.StringVar(&f.actor, "actor", "", "actor_id")
 	fs.StringVar(&f.resource, "resource", "", "TYPE[:ID]: a table (schema.table) and primary key, or an application event's pair; split at the first colon")
 	fs.StringVar(&f.actions, "action", "", "action types, comma-separated (e.g. LOGIN,FAILED_LOGIN)")
@@ -66,7 +65,7 @@ type readArchiveFlags struct {
 	url, endpoint, region string
 }
 
-func (a *readArchiveFlags) register(fs *flag.FlagSet, usage string) {
+func (a *readArchiveFlags) register(fs *flagSet, usage string) {
 	fs.StringVar(&a.url, "archive", "", usage)
 	fs.StringVar(&a.endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
 	fs.StringVar(&a.region, "region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
@@ -82,7 +81,7 @@ func (a *readArchiveFlags) open(ctx context.Context) (archive.Sink, string, erro
 }
 
 func runSearch(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "search", "search [--actor ID] [--resource TYPE[:ID]] [--action A,B] [--outcome O] [--tenant T] [--since 30d] [--until T] [--limit N] [--archive URL] [--json|--csv]")
+	fs := newFlagSet(e, "search", "search [--actor ID] [--resource TYPE[:ID]] [--action A,B] [--outcome O] [--tenant T] [--since 30d] [--until TIME] [--limit N] [--archive URL] [--json|--csv]\n\nSearches the database (index-backed), or the archive with --archive (partition-pruned). Times\nare an age back from now (30d, 12h, 13mo) or a timestamp (2024-01-31, RFC 3339), UTC when no zone.")
 	var db dbFlags
 	db.register(fs)
 	var ff filterFlags
@@ -96,8 +95,7 @@ func runSearch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		fs.Usage()
-		return notRun(fmt.Errorf("unexpected argument %q: filters are flags", pos[0]))
+		return fs.usageError(fmt.Errorf("unexpected argument %q: filters are flags", pos[0]))
 	}
 	if *asJSON && *asCSV {
 		return notRun(errors.New("--json and --csv exclude each other"))

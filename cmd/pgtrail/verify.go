@@ -21,7 +21,26 @@ import (
 	"github.com/pgtrail/pgtrail/verify"
 )
 
-const verifyUsage = "verify db | verify archive ARCHIVE_URL --public-key KEY | verify all [ARCHIVE_URL] --public-key KEY [flags]"
+// verifySubcommands are verify's scopes.
+var verifySubcommands = []subcommand{
+	{"db", "the chain in the database: every hash recomputed, links, seq gaps, the head, capture lag", verifyIn("db")},
+	{"archive", "the archive (file:// or s3://): every file's hash, every digest's signature and chain", verifyIn("archive")},
+	{"all", "both, at once, and the database against the archive, entry by entry", verifyIn("all")},
+}
+
+// verifyIn returns the run function of verify's scope.
+func verifyIn(scope string) func(ctx context.Context, e *env, args []string) error {
+	return func(ctx context.Context, e *env, args []string) error { return runVerifyScope(ctx, e, scope, args) }
+}
+
+// verifySynopses are the usage lines of verify's scopes.
+var verifySynopses = map[string]string{
+	"db":      "verify db [flags]",
+	"archive": "verify archive ARCHIVE_URL --public-key KEY [flags]",
+	"all":     "verify all ARCHIVE_URL --public-key KEY [flags]",
+}
+
+const verifyExpected = "expected: verify db | verify archive ARCHIVE_URL --public-key KEY | verify all ARCHIVE_URL --public-key KEY"
 
 // verifyFlags are verify's flags.
 type verifyFlags struct {
@@ -49,26 +68,40 @@ type verifyFlags struct {
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify", verifyUsage)
-	var f verifyFlags
-	f.db.register(fs)
-	fs.StringVar(&f.archive, "archive", "", "verify all: the archive URL (or give it as the argument): file:///dir or s3://bucket/prefix")
-	fs.StringVar(&f.endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
-	fs.StringVar(&f.region, "region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
-	fs.StringVar(&f.publicKey, "public-key", "", "ed25519 public key the archive's digests (and retention's chain anchors) are signed with (the .pub file of pgtrail keygen)")
-	fs.BoolVar(&f.json, "json", false, "print the report as JSON")
-	fs.BoolVar(&f.since, "since-checkpoint", false, "start from the last verified checkpoint (needs --signing-key); a full run when there is none yet")
-	fs.StringVar(&f.checkpointFile, "checkpoint-file", "", "keep the checkpoint in this file instead of the trail's VERIFY events")
-	fs.StringVar(&f.signingKey, "signing-key", "", "ed25519 private key that signs checkpoints (pgtrail keygen); an intact run then leaves one")
-	fs.DurationVar(&f.archiveLag, "archive-lag", verify.DefaultArchiveLag, "verify all: database entries older than this must be in the archive")
-	fs.StringVar(&f.webhook, "alert-webhook", "", "POST a JSON alert to this URL when the run finds tampering or cannot verify (default: $PGTRAIL_ALERT_WEBHOOK)")
-	fs.DurationVar(&f.alertTimeout, "alert-timeout", 10*time.Second, "timeout of each webhook attempt")
-	fs.IntVar(&f.alertRetries, "alert-retries", 3, "webhook retries after a failed attempt (backoff 1s, 2s, 4s, ...)")
-	fs.BoolVar(&f.noRecord, "no-record", false, "do not record the run as a VERIFY audit event (e.g. on a read-only standby)")
-	fs.IntVar(&f.workers, "workers", 0, "goroutines checking the archive or hashing database rows (0: one per CPU; an archive in S3 also has 1 to 8 readers fetching ahead, as many as keep them busy)")
-	fs.IntVar(&f.dbStreams, "db-streams", 0, fmt.Sprintf("connections reading audit.events at once, in one snapshot (default: %d; with the server on this machine, one per two CPUs, at least one)", verify.DefaultDBStreams))
-	fs.DurationVar(&f.maxCaptureLag, "max-capture-lag", verify.DefaultMaxCaptureLag, "verify db, all: exit 1 when committed changes have waited longer than this to be chained (in audit.pending, or in the slot of tables in mode wal); 0 skips the check")
-	fs.StringVar(&f.slot, "slot", cdc.DefaultSlot, "the replication slot of tables in mode wal (as pgtrail stream --slot)")
+	if len(args) > 0 && isHelp(args[0]) {
+		printGroupHelp(ctx, e, "verify db|archive|all [flags]", verifySubcommands, false)
+		return nil
+	}
+	scope, rest := verifyScope(e, args)
+	if scope == "" {
+		return usageError("pgtrail verify --help", errors.New(verifyExpected))
+	}
+	return runVerifyScope(ctx, e, scope, rest)
+}
+
+// verifyScope finds the scope (db, archive, all) in args, first or after flags ("verify --json
+// db"), and returns it and the other arguments; "" when there is none.
+func verifyScope(e *env, args []string) (string, []string) {
+	if len(args) > 0 && verifySynopses[args[0]] != "" {
+		return args[0], args[1:]
+	}
+	// Flags first: the first positional argument is the scope, found with every scope's flags.
+	probe := newFlagSet(&env{stdout: io.Discard, stderr: io.Discard, getenv: e.getenv}, "verify", "")
+	new(verifyFlags).register(probe, "")
+	if err := probe.Parse(args); err != nil || probe.NArg() == 0 {
+		return "", nil
+	}
+	i := len(args) - probe.NArg()
+	if verifySynopses[args[i]] == "" {
+		return "", nil
+	}
+	return args[i], append(args[:i:i], args[i+1:]...)
+}
+
+func runVerifyScope(ctx context.Context, e *env, scope string, args []string) error {
+	fs := newFlagSet(e, "verify "+scope, verifySynopses[scope])
+	f := verifyFlags{scope: scope}
+	f.register(fs, scope)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -77,8 +110,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		f.webhook = e.getenv("PGTRAIL_ALERT_WEBHOOK")
 	}
 	if err := f.resolve(e, pos); err != nil {
-		fs.Usage()
-		return err
+		return fs.usageError(err)
 	}
 	if err := f.load(ctx); err != nil {
 		return err
@@ -86,30 +118,62 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	return f.run(ctx, e)
 }
 
-// resolve checks the arguments; every mistake is "could not run".
-func (f *verifyFlags) resolve(e *env, pos []string) error {
-	usage := notRun(errors.New("expected: " + verifyUsage))
-	if len(pos) == 0 {
-		return usage
+// register declares the flags of verify's scope; "" declares every scope's.
+func (f *verifyFlags) register(fs *flagSet, scope string) {
+	db, archive, all := scope != "archive", scope != "db", scope == "" || scope == "all"
+	f.db.register(fs)
+	if all {
+		fs.StringVar(&f.archive, "archive", "", "the archive URL, when not given as the argument: file:///dir or s3://bucket/prefix")
+		fs.DurationVar(&f.archiveLag, "archive-lag", verify.DefaultArchiveLag, "database entries older than this must be in the archive")
 	}
-	f.scope = pos[0]
+	if archive {
+		fs.StringVar(&f.endpoint, "s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
+		fs.StringVar(&f.region, "region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
+		fs.StringVar(&f.publicKey, "public-key", "", "required: the ed25519 public key the archive's digests (and retention's chain anchors) are signed with (the .pub file of pgtrail keygen)")
+	} else {
+		fs.StringVar(&f.publicKey, "public-key", "", "the archive's ed25519 public key: needed once retention pruned the database (partitions prune), to check the signed anchor the chain starts from")
+	}
+	fs.BoolVar(&f.json, "json", false, "print the report as JSON")
+	fs.BoolVar(&f.since, "since-checkpoint", false, "start from the last verified checkpoint (needs --signing-key); a full run when there is none yet")
+	fs.StringVar(&f.checkpointFile, "checkpoint-file", "", "keep the checkpoint in this file instead of the trail's VERIFY events")
+	fs.StringVar(&f.signingKey, "signing-key", "", "ed25519 private key that signs checkpoints (pgtrail keygen); an intact run then leaves one")
+	fs.StringVar(&f.webhook, "alert-webhook", "", "POST a JSON alert to this URL when the run finds tampering or cannot verify (default: $PGTRAIL_ALERT_WEBHOOK)")
+	fs.DurationVar(&f.alertTimeout, "alert-timeout", 10*time.Second, "timeout of each webhook attempt")
+	fs.IntVar(&f.alertRetries, "alert-retries", 3, "webhook retries after a failed attempt (backoff 1s, 2s, 4s, ...)")
+	fs.BoolVar(&f.noRecord, "no-record", false, "do not record the run as a VERIFY audit event (e.g. on a read-only standby)")
+	if archive {
+		fs.IntVar(&f.workers, "workers", 0, "goroutines checking the archive or hashing database rows (0: one per CPU; an archive in S3 also has 1 to 8 readers fetching ahead, as many as keep them busy)")
+	} else {
+		fs.IntVar(&f.workers, "workers", 0, "goroutines hashing database rows (0: one per CPU)")
+	}
+	if db {
+		fs.IntVar(&f.dbStreams, "db-streams", 0, fmt.Sprintf("connections reading audit.events at once, in one snapshot (0: the default, %d; with the server on this machine, one per two CPUs, at least one)", verify.DefaultDBStreams))
+		fs.DurationVar(&f.maxCaptureLag, "max-capture-lag", verify.DefaultMaxCaptureLag, "exit 1 when committed changes have waited longer than this to be chained (in audit.pending, or in the slot of tables in mode wal); 0 skips the check")
+		fs.StringVar(&f.slot, "slot", cdc.DefaultSlot, "the replication slot of tables in mode wal (as pgtrail stream --slot)")
+	}
+}
+
+// resolve checks the positional arguments after the scope; every mistake is a usage error.
+func (f *verifyFlags) resolve(e *env, pos []string) error {
 	switch {
-	case f.scope == "db" && len(pos) == 1:
-	case f.scope == "archive" && len(pos) == 2:
-		f.archiveURL = pos[1]
-	case f.scope == "all" && len(pos) <= 2:
+	case f.scope == "db" && len(pos) == 0:
+	case f.scope == "archive" && len(pos) == 1:
+		f.archiveURL = pos[0]
+	case f.scope == "all" && len(pos) <= 1:
 		f.archiveURL = f.archive
-		if len(pos) == 2 {
-			f.archiveURL = pos[1]
+		if len(pos) == 1 {
+			f.archiveURL = pos[0]
 		}
 		if f.archiveURL == "" {
-			return notRun(errors.New("verify all needs the archive: verify all ARCHIVE_URL, or --archive"))
+			return errors.New("verify all needs the archive: verify all ARCHIVE_URL (or --archive URL)")
 		}
+	case f.scope == "archive" && len(pos) == 0:
+		return errors.New("verify archive needs the archive: verify archive ARCHIVE_URL --public-key KEY")
 	default:
-		return usage
+		return fmt.Errorf("unexpected argument %q: %s", pos[len(pos)-1], verifySynopses[f.scope])
 	}
 	if f.scope != "db" && f.publicKey == "" {
-		return notRun(fmt.Errorf("verify %s needs --public-key (the .pub file of the key the stream signs with)", f.scope))
+		return fmt.Errorf("verify %s needs --public-key KEY (the .pub file of the key the stream signs with)", f.scope)
 	}
 	// verify archive reads the database only when one is named: it records the run there and
 	// may keep its checkpoint there.
@@ -117,11 +181,11 @@ func (f *verifyFlags) resolve(e *env, pos []string) error {
 	f.checkpointsDB = f.checkpointFile == "" && f.useDB
 	switch {
 	case f.since && f.signingKey == "":
-		return notRun(errors.New("--since-checkpoint needs --signing-key: checkpoints are signed, and checked before they are trusted"))
+		return errors.New("--since-checkpoint needs --signing-key: checkpoints are signed, and checked before they are trusted")
 	case f.since && f.checkpointFile == "" && !f.useDB:
-		return notRun(errors.New("--since-checkpoint: verify archive without a database keeps its checkpoint in --checkpoint-file"))
+		return errors.New("--since-checkpoint: verify archive without a database keeps its checkpoint in --checkpoint-file PATH")
 	case f.noRecord && f.signingKey != "" && f.checkpointFile == "":
-		return notRun(errors.New("--no-record leaves nowhere to keep the checkpoint: add --checkpoint-file"))
+		return errors.New("--no-record leaves nowhere to keep the checkpoint: add --checkpoint-file PATH")
 	}
 	return nil
 }

@@ -22,14 +22,17 @@ const maxYears = 200
 // ParseAge parses an age such as "30d", "13mo", "1y6mo", "2w", "36h" or "90m": non-negative
 // integers each followed by a unit, y (years), mo (months), w (weeks), d (days), h, m (minutes),
 // s, ms. "0" is the zero age.
-func ParseAge(s string) (Age, error) {
+func ParseAge(s string) (Age, error) { return parseAge("age", s) }
+
+// parseAge is ParseAge, its errors naming what s is (an age, a duration).
+func parseAge(what, s string) (Age, error) {
 	in := s
 	s = strings.TrimSpace(s)
 	if s == "0" {
 		return Age{}, nil
 	}
 	if s == "" {
-		return Age{}, fmt.Errorf("age %q: empty (want e.g. 30d, 13mo, 12h)", in)
+		return Age{}, fmt.Errorf("%s %q: empty (want e.g. 30d, 13mo, 12h)", what, in)
 	}
 	var a Age
 	for s != "" {
@@ -42,11 +45,14 @@ func ParseAge(s string) (Age, error) {
 			j++
 		}
 		if i == 0 || j == i {
-			return Age{}, fmt.Errorf("age %q: want numbers with units, e.g. 30d, 13mo, 12h", in)
+			return Age{}, fmt.Errorf("%s %q: want numbers with units, e.g. 30d, 13mo, 12h", what, in)
 		}
 		n, err := strconv.Atoi(s[:i])
-		if err != nil || n > maxYears*366*24*3600 {
-			return Age{}, fmt.Errorf("age %q: number out of range", in)
+		if err != nil {
+			return Age{}, fmt.Errorf("%s %q: number out of range", what, in)
+		}
+		if n > maxYears*366*24*3600 {
+			return Age{}, fmt.Errorf("%s %q: longer than %d years", what, in, maxYears)
 		}
 		switch unit := s[i:j]; unit {
 		case "y":
@@ -60,18 +66,67 @@ func ParseAge(s string) (Age, error) {
 		case "h", "m", "s", "ms":
 			d, err := time.ParseDuration(s[:j])
 			if err != nil {
-				return Age{}, fmt.Errorf("age %q: %w", in, err)
+				return Age{}, fmt.Errorf("%s %q: %w", what, in, err)
 			}
 			a.Rest += d
 		default:
-			return Age{}, fmt.Errorf("age %q: unknown unit %q (want y, mo, w, d, h, m or s)", in, unit)
+			return Age{}, fmt.Errorf("%s %q: unknown unit %q (want y, mo, w, d, h, m, s or ms)", what, in, unit)
 		}
 		s = s[j:]
 	}
 	if a.Years+a.Months/12+a.Days/365+int(a.Rest/(365*24*time.Hour)) > maxYears {
-		return Age{}, fmt.Errorf("age %q: longer than %d years", in, maxYears)
+		return Age{}, fmt.Errorf("%s %q: longer than %d years", what, in, maxYears)
 	}
 	return a, nil
+}
+
+// Fixed lengths of the calendar units, for spans that must be one duration (a retention, a
+// lag): never shorter than the calendar's, so a retention errs on keeping data longer.
+const (
+	Day   = 24 * time.Hour
+	Month = 31 * Day
+	Year  = 366 * Day
+)
+
+// ParseDuration parses a duration the way every pgtrail flag reads one: an age as ParseAge
+// reads it ("90d", "7y", "13mo", "1d12h", "500ms"), with y, mo and d taken as Year, Month and
+// Day, or anything time.ParseDuration reads ("1.5h", "250us") that is not negative. "0" is 0.
+func ParseDuration(s string) (time.Duration, error) {
+	a, err := parseAge("duration", s)
+	if err != nil {
+		d, derr := time.ParseDuration(strings.TrimSpace(s))
+		switch {
+		case derr != nil:
+			return 0, err
+		case d < 0:
+			return 0, fmt.Errorf("duration %q: negative", s)
+		}
+		return d, nil
+	}
+	return a.Duration(), nil
+}
+
+// Duration is a as one fixed span: its years, months and days taken as Year, Month and Day.
+func (a Age) Duration() time.Duration {
+	return time.Duration(a.Years)*Year + time.Duration(a.Months)*Month + time.Duration(a.Days)*Day + a.Rest
+}
+
+// FormatDuration writes d the way ParseDuration reads it: whole years and days as y and d
+// ("7y", "90d", "1d12h"), the rest as time.Duration does without its zero units ("1h30m",
+// "200ms").
+func FormatDuration(d time.Duration) string {
+	var a Age
+	if d >= Day {
+		if d%Year == 0 {
+			a.Years = int(d / Year)
+		} else {
+			a.Days = int(d / Day)
+			a.Rest = d % Day
+		}
+	} else {
+		a.Rest = d
+	}
+	return a.String()
 }
 
 // Before returns t moved back by a.
