@@ -84,6 +84,8 @@ type Result struct {
 	Masked bool `json:"masked"`
 	// EventID is the EXPORT event's event_id.
 	EventID string `json:"event_id"`
+	// Unverified are the archive's data files left out because no digest covers them.
+	Unverified []string `json:"unverified_files,omitempty"`
 }
 
 // Export writes the report and records it. The rows are read in the transaction that records
@@ -138,7 +140,7 @@ func Export(ctx context.Context, conn *pgx.Conn, req Request) (*Result, error) {
 	}
 	if req.Sink != nil {
 		res.Source = req.Source
-		err = search.EachArchive(ctx, req.Sink, req.Filter, write)
+		res.Unverified, err = search.EachArchive(ctx, req.Sink, req.Filter, write)
 	} else {
 		var rel search.Relation
 		rel, err = search.EachDB(ctx, tx, req.Filter, write)
@@ -159,6 +161,9 @@ func Export(ctx context.Context, conn *pgx.Conn, req Request) (*Result, error) {
 		"filter": req.Filter, "rows": res.Rows, "format": req.Format, "source": res.Source,
 		"masked": res.Masked, "file": filepath.Base(req.Path), "sha256": res.SHA256,
 		"requested_by": req.RequestedBy, "reason": req.Reason,
+	}
+	if len(res.Unverified) > 0 {
+		details["unverified_files_left_out"] = len(res.Unverified)
 	}
 	if err := tx.QueryRow(ctx, `SELECT audit.log_event($1, 'audit.events', $2, 'SUCCESS', $3)::text`,
 		ActionType, res.SHA256, details).Scan(&res.EventID); err != nil {

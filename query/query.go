@@ -64,6 +64,11 @@ type Config struct {
 	Format string
 	// Out receives the result.
 	Out io.Writer
+	// IncludeUnverified also makes the data files no digest covers part of the table (an upload
+	// in progress, or a file someone added to the archive); Unverified, when set, is told which
+	// were left out.
+	IncludeUnverified bool
+	Unverified        func(keys []string)
 }
 
 // Validate names the first bad field.
@@ -90,9 +95,13 @@ func Run(ctx context.Context, cfg Config, query string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	files, err := search.Files(ctx, cfg.Sink, &search.Filter{Tenant: cfg.Tenant, Since: cfg.Since, Until: cfg.Until})
+	files, unverified, err := search.Files(ctx, cfg.Sink, &search.Filter{Tenant: cfg.Tenant, Since: cfg.Since, Until: cfg.Until,
+		IncludeUnverified: cfg.IncludeUnverified})
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
+	}
+	if len(unverified) > 0 && cfg.Unverified != nil {
+		cfg.Unverified(unverified)
 	}
 	// DuckDB spills what does not fit in memory to its temp_directory, by default ".tmp" in the
 	// working directory, which may be the archive: it gets a directory of its own, as downloads

@@ -2,6 +2,8 @@ package search
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -24,6 +26,9 @@ type File struct {
 	Tenant string
 	// Day is the dt=<YYYY-MM-DD> value: the UTC date of the events in the file.
 	Day time.Time
+	// SHA256 is the hex SHA-256 the digest covering the file records; "" when no digest was
+	// read (Filter.IncludeUnverified).
+	SHA256 string
 }
 
 // maxDayPrefixes bounds listing day by day: with one tenant and a short period, listing each
@@ -33,8 +38,74 @@ const maxDayPrefixes = 92
 // Files lists the archive's data files that can hold events f selects, pruning by the tenant=
 // and dt= partitions of their keys before anything is read: one tenant's prefix when f names a
 // tenant (each day's prefix when it also bounds a short period), and only the days between
-// f.Since and f.Until.
-func Files(ctx context.Context, sink archive.Sink, f *Filter) ([]File, error) {
+// f.Since and f.Until. Unless f.IncludeUnverified, only files a digest covers are returned, with
+// the SHA-256 it records; unverified are the keys of the others (a batch being uploaded, or a
+// file someone added to the archive: verify reports those).
+func Files(ctx context.Context, sink archive.Sink, f *Filter) (files []File, unverified []string, err error) {
+	all, err := listFiles(ctx, sink, f)
+	if err != nil || f.IncludeUnverified {
+		return all, nil, err
+	}
+	sums, err := digestSums(ctx, sink, all)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, file := range all {
+		if sum, ok := sums[file.Key]; ok {
+			file.SHA256 = sum
+			files = append(files, file)
+		} else {
+			unverified = append(unverified, file.Key)
+		}
+	}
+	return files, unverified, nil
+}
+
+// digestSums reads the digests of the batches files belong to and returns the SHA-256 each
+// records, by data file key. A digest is small: one read per file, a few at a time. Whether its
+// signature verifies is pgtrail verify's to say (readers have no public key).
+func digestSums(ctx context.Context, sink archive.Sink, files []File) (map[string]string, error) {
+	ranges := map[string]bool{}
+	for _, file := range files {
+		ranges[strings.TrimSuffix(path.Base(file.Key), ".parquet")] = true
+	}
+	var keys []string
+	for r := range ranges {
+		listed, err := sink.List(ctx, archive.DigestsPrefix+r+"/")
+		if err != nil {
+			return nil, fmt.Errorf("list digests: %w", err)
+		}
+		keys = append(keys, listed...)
+	}
+	sums := make(map[string]string, len(keys))
+	var mu sync.Mutex
+	errs := make([]error, len(keys))
+	sem := make(chan struct{}, readConcurrency*2)
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			data, err := sink.Get(ctx, key)
+			if err != nil {
+				errs[i] = fmt.Errorf("read digest: %w", err)
+				return
+			}
+			d, err := archive.ParseDigest(data)
+			if err != nil {
+				return // unreadable: covers nothing (verify reports it)
+			}
+			mu.Lock()
+			sums[d.FileKey] = d.FileSHA256
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return sums, errors.Join(errs...)
+}
+
+// listFiles is Files without the digests.
+func listFiles(ctx context.Context, sink archive.Sink, f *Filter) ([]File, error) {
 	var prefixes []string
 	first, last := dayRange(f)
 	switch {
@@ -114,20 +185,28 @@ func dayRange(f *Filter) (first, last time.Time) {
 // readConcurrency is how many files of a day are fetched at once.
 const readConcurrency = 4
 
+// ErrAltered: an archived data file's bytes differ from the SHA-256 its digest records.
+var ErrAltered = errors.New("its content differs from the SHA-256 its digest records: it was altered (run pgtrail verify archive)")
+
 // EachArchive calls fn for every archived event f selects, in result order, up to f.Limit. It
 // reads one day's files at a time, in the order of the days: memory holds one day's matches.
-func EachArchive(ctx context.Context, sink archive.Sink, f Filter, fn func(*pgtrail.Event) error) error {
+// unverified are the data files it skipped because no digest covers them (see Files).
+func EachArchive(ctx context.Context, sink archive.Sink, f Filter, fn func(*pgtrail.Event) error) (unverified []string, err error) {
 	if err := f.Normalize(); err != nil {
-		return err
+		return nil, err
 	}
 	return eachArchived(ctx, sink, &f, f.Limit, fn)
 }
 
-func eachArchived(ctx context.Context, sink archive.Sink, f *Filter, limit int, fn func(*pgtrail.Event) error) error {
-	files, err := Files(ctx, sink, f)
+func eachArchived(ctx context.Context, sink archive.Sink, f *Filter, limit int, fn func(*pgtrail.Event) error) ([]string, error) {
+	files, unverified, err := Files(ctx, sink, f)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return unverified, eachFile(ctx, sink, f, files, limit, fn)
+}
+
+func eachFile(ctx context.Context, sink archive.Sink, f *Filter, files []File, limit int, fn func(*pgtrail.Event) error) error {
 	byDay := map[time.Time][]File{}
 	var days []time.Time
 	for _, file := range files {
@@ -180,6 +259,10 @@ func readDay(ctx context.Context, sink archive.Sink, files []File, f *Filter) ([
 				errs[i] = fmt.Errorf("read archive: %w", err)
 				return
 			}
+			if sum := sha256.Sum256(data); file.SHA256 != "" && hex.EncodeToString(sum[:]) != file.SHA256 {
+				errs[i] = fmt.Errorf("read archive %s: %w", file.Key, ErrAltered)
+				return
+			}
 			evs, err := archive.DecodeParquet(data)
 			if err != nil {
 				errs[i] = fmt.Errorf("read archive %s: %w", path.Base(file.Key), err)
@@ -210,7 +293,7 @@ func Archive(ctx context.Context, sink archive.Sink, source string, f Filter) (*
 	if limit > 0 {
 		limit++
 	}
-	err := eachArchived(ctx, sink, &f, limit, func(e *pgtrail.Event) error {
+	unverified, err := eachArchived(ctx, sink, &f, limit, func(e *pgtrail.Event) error {
 		if f.Limit > 0 && len(res.Events) == f.Limit {
 			res.Truncated = true
 			return errStop
@@ -221,5 +304,6 @@ func Archive(ctx context.Context, sink archive.Sink, source string, f Filter) (*
 	if err != nil {
 		return nil, err
 	}
+	res.Unverified = unverified
 	return res, nil
 }

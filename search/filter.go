@@ -40,6 +40,9 @@ type Filter struct {
 	Limit int `json:"limit,omitempty"`
 	// NewestFirst orders by occurred_at descending instead of ascending (seq breaks ties).
 	NewestFirst bool `json:"newest_first,omitempty"`
+	// IncludeUnverified (archive searches) also reads data files no digest covers, and files
+	// without checking their SHA-256 against their digest.
+	IncludeUnverified bool `json:"include_unverified,omitempty"`
 }
 
 var outcomes = []string{"SUCCESS", "FAILURE", "UNAUTHORIZED"}
@@ -135,6 +138,9 @@ type Result struct {
 	// Masked: the events come from audit.events_masked (PII and addresses masked, no hashes).
 	Masked bool `json:"masked"`
 	// Truncated: more events matched than Filter.Limit.
-	Truncated bool            `json:"truncated"`
-	Events    []pgtrail.Event `json:"-"`
+	Truncated bool `json:"truncated"`
+	// Unverified are the archive's data files skipped because no digest covers them (an upload
+	// in progress, or a file someone added): Filter.IncludeUnverified reads them.
+	Unverified []string        `json:"unverified_files,omitempty"`
+	Events     []pgtrail.Event `json:"-"`
 }

@@ -112,6 +112,9 @@ func WriteTable(w io.Writer, res *Result) error {
 	if res.Truncated {
 		note += "; more matched: narrow the filter or raise --limit"
 	}
+	if n := len(res.Unverified); n > 0 {
+		note += fmt.Sprintf("; %d archived file(s) left out: no digest covers them (an upload in progress, or added by someone: pgtrail verify archive says which); --include-unverified reads them", n)
+	}
 	_, err := fmt.Fprintln(w, note)
 	return err
 }

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/archive/file"
 	"github.com/pgtrail/pgtrail/chain"
 	"github.com/pgtrail/pgtrail/internal/eventtest"
 	"github.com/pgtrail/pgtrail/internal/testdb"
@@ -44,16 +48,21 @@ type countingSink struct {
 	lists []string
 }
 
+// (Digests are read for every batch a search touches: counted apart from the data files.)
 func (s *countingSink) Get(ctx context.Context, key string) ([]byte, error) {
 	s.mu.Lock()
-	s.gets = append(s.gets, key)
+	if !strings.HasPrefix(key, archive.DigestsPrefix) {
+		s.gets = append(s.gets, key)
+	}
 	s.mu.Unlock()
 	return s.Sink.Get(ctx, key)
 }
 
 func (s *countingSink) List(ctx context.Context, prefix string) ([]string, error) {
 	s.mu.Lock()
-	s.lists = append(s.lists, prefix)
+	if !strings.HasPrefix(prefix, archive.DigestsPrefix) {
+		s.lists = append(s.lists, prefix)
+	}
 	s.mu.Unlock()
 	return s.Sink.List(ctx, prefix)
 }
@@ -366,5 +375,56 @@ func TestWriteTable_OneLinePerEvent(t *testing.T) {
 	}
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Count != 1 || back.Events[0].ActorID != res.Events[0].ActorID {
 		t.Errorf("JSON round trip: %v %+v", err, back)
+	}
+}
+
+// TestArchive_OnlyWhatDigestsCover: a writer of the archive adds a data file no digest covers
+// (past the archive's end), or edits one a digest covers. search (and export, query, which read
+// the same files) served their rows. What must survive: the added file's rows are left out and
+// named (Result.Unverified), the edited file is refused (ErrAltered), and --include-unverified
+// reads both, as asked.
+func TestArchive_OnlyWhatDigestsCover(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	sink, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	var evs []pgtrail.Event
+	for i := range 6 {
+		evs = append(evs, pgtrail.Event{OccurredAt: day.Add(time.Duration(i) * time.Minute), ActorID: "u", ActionType: "LOGIN", ResourceType: "session"})
+	}
+	eventtest.Append(t, sink, eventtest.Chain(evs), 3)
+	keys, err := sink.List(ctx, archive.EventsPrefix)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("archive files %v, %v", keys, err)
+	}
+	data, err := sink.Get(ctx, keys[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := strings.Replace(keys[1], path.Base(keys[1]), "00000000000000005000-00000000000000005002.parquet", 1)
+	if err := sink.Put(ctx, planted, data); err != nil {
+		t.Fatal(err)
+	}
+	res, err := search.Archive(ctx, sink, "file:///a", search.Filter{})
+	if err != nil || len(res.Events) != 6 || !slices.Equal(res.Unverified, []string{planted}) {
+		t.Fatalf("with a file no digest covers: %v, %d events, unverified %v; want 6 and the planted file named", err, len(res.Events), res.Unverified)
+	}
+	if res, err := search.Archive(ctx, sink, "file:///a", search.Filter{IncludeUnverified: true}); err != nil || len(res.Events) != 9 {
+		t.Fatalf("--include-unverified: %v, %d events, want 9", err, len(res.Events))
+	}
+	// A covered file edited behind the sink's back.
+	p := filepath.Join(dir, filepath.FromSlash(keys[0]))
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := search.Archive(ctx, sink, "file:///a", search.Filter{}); !errors.Is(err, search.ErrAltered) {
+		t.Errorf("with an edited file: err = %v, want ErrAltered", err)
+	}
+	if _, err := search.Archive(ctx, sink, "file:///a", search.Filter{IncludeUnverified: true}); err != nil {
+		t.Errorf("--include-unverified with an edited file: %v", err)
 	}
 }

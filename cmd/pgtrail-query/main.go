@@ -76,6 +76,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	until := fs.String("until", "", "only files of days before this time")
 	asCSV := fs.Bool("csv", false, "print CSV")
 	asJSON := fs.Bool("json", false, "print a JSON array of row objects")
+	includeUnverified := fs.Bool("include-unverified", false, "also query data files no digest covers (an upload in progress, or files someone added)")
 	endpoint := fs.String("s3-endpoint", "", "S3-compatible endpoint URL (path-style addressing); empty means AWS")
 	region := fs.String("region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
 	tempDir := fs.String("temp-dir", "", "where to download s3:// files (default: the system's temporary directory)")
@@ -90,7 +91,10 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	if len(pos) != 2 {
 		return fail(stderr, exitNotRun, errors.New(`expected: query ARCHIVE_URL "SQL" (run pgtrail query --help)`))
 	}
-	cfg := query.Config{Out: stdout, TempDir: *tempDir, Format: query.FormatTable}
+	cfg := query.Config{Out: stdout, TempDir: *tempDir, Format: query.FormatTable, IncludeUnverified: *includeUnverified,
+		Unverified: func(keys []string) {
+			fmt.Fprintf(stderr, "pgtrail-query: %d archived file(s) left out: no digest covers them (an upload in progress, or added by someone: pgtrail verify archive says which); --include-unverified reads them\n", len(keys))
+		}}
 	switch {
 	case *asCSV && *asJSON:
 		return fail(stderr, exitNotRun, errors.New("--csv and --json exclude each other"))

@@ -77,5 +77,8 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "exported %d event(s) from %s%s to %s (%s, sha256 %s); recorded as EXPORT event %s\n",
 		res.Rows, res.Source, masked, res.Path, res.Format, res.SHA256, res.EventID)
+	if n := len(res.Unverified); n > 0 {
+		fmt.Fprintf(e.stdout, "%d archived file(s) left out: no digest covers them (an upload in progress, or added by someone: pgtrail verify archive says which); --include-unverified reads them\n", n)
+	}
 	return nil
 }

@@ -17,6 +17,7 @@ type filterFlags struct {
 	actor, resource, actions, outcome, tenant, since, until string
 	limit                                                   int
 	newestFirst                                             bool
+	includeUnverified                                       bool
 }
 
 func (f *filterFlags) register(fs *flagSet, defaultLimit int) {
@@ -29,11 +30,12 @@ func (f *filterFlags) register(fs *flagSet, defaultLimit int) {
 	fs.StringVar(&f.until, "until", "", "before this time (same forms as --since)")
 	fs.IntVar(&f.limit, "limit", defaultLimit, "at most this many events; 0 for all")
 	fs.BoolVar(&f.newestFirst, "newest-first", false, "newest events first (default: oldest first)")
+	fs.BoolVar(&f.includeUnverified, "include-unverified", false, "with an archive: also read data files no digest covers (an upload in progress, or files someone added), and files without checking them against their digests")
 }
 
 // filter builds the search filter; errors are usage errors.
 func (f *filterFlags) filter(now time.Time) (search.Filter, error) {
-	sf := search.Filter{Actor: f.actor, Outcome: f.outcome, Limit: f.limit, NewestFirst: f.newestFirst}
+	sf := search.Filter{Actor: f.actor, Outcome: f.outcome, Limit: f.limit, NewestFirst: f.newestFirst, IncludeUnverified: f.includeUnverified}
 	if f.resource != "" {
 		sf.ResourceType, sf.ResourceID = search.ParseResource(f.resource)
 	}
