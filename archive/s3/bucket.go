@@ -91,9 +91,12 @@ func InitBucket(ctx context.Context, client *s3.Client, bucket, prefix string, c
 	case err != nil:
 		return nil, err
 	case !applied:
-		res.Warnings = append(res.Warnings, fmt.Sprintf(
-			"the S3 server does not implement lifecycle configuration (501 NotImplemented): objects will not move to Glacier after %d days nor expire after %d days; configure that on the storage side",
-			res.GlacierDays, res.ExpireDays))
+		what := fmt.Sprintf("expire after %d day(s)", res.ExpireDays)
+		if res.GlacierDays > 0 {
+			what = fmt.Sprintf("move to Glacier after %d day(s) nor %s", res.GlacierDays, what)
+		}
+		res.Warnings = append(res.Warnings, "the S3 server does not implement lifecycle configuration (501 NotImplemented): objects will not "+
+			what+"; configure that on the storage side")
 	default:
 		res.Lifecycle = true
 	}

@@ -39,8 +39,18 @@ func main() {
 	}
 }
 
+// bold: stdout is a terminal (escape codes would litter a pipe or a log).
+var bold = func() bool {
+	fi, err := os.Stdout.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}()
+
 func step(format string, args ...any) {
-	fmt.Printf("\n\033[1m==> %s\033[0m\n", fmt.Sprintf(format, args...))
+	if bold {
+		fmt.Printf("\n\033[1m==> %s\033[0m\n", fmt.Sprintf(format, args...))
+		return
+	}
+	fmt.Printf("\n==> %s\n", fmt.Sprintf(format, args...))
 }
 
 // demo holds what the steps share.

@@ -142,17 +142,17 @@ func printInit(e *env, url string, res *s3sink.InitResult, endpoint, retention s
 		state = "created with Object Lock"
 	}
 	fmt.Fprintf(e.stdout, "bucket %s: %s\n", res.Bucket, state)
-	fmt.Fprintf(e.stdout, "default retention: %s, %d days\n", res.LockMode, res.RetentionDays)
+	fmt.Fprintf(e.stdout, "default retention: %s, %s\n", res.LockMode, plural(int64(res.RetentionDays), "day", "days"))
 	scope := "the whole bucket"
 	if res.Prefix != "" {
 		scope = res.Prefix + "/"
 	}
 	transition := "no Glacier transition"
 	if res.GlacierDays > 0 {
-		transition = fmt.Sprintf("to Glacier after %d days", res.GlacierDays)
+		transition = "to Glacier after " + plural(int64(res.GlacierDays), "day", "days")
 	}
 	if res.Lifecycle {
-		fmt.Fprintf(e.stdout, "lifecycle for %s: %s, expire after %d days\n", scope, transition, res.ExpireDays)
+		fmt.Fprintf(e.stdout, "lifecycle for %s: %s, expire after %s\n", scope, transition, plural(int64(res.ExpireDays), "day", "days"))
 	} else {
 		fmt.Fprintf(e.stdout, "lifecycle for %s: NOT applied (see warning)\n", scope)
 	}
@@ -161,4 +161,12 @@ func printInit(e *env, url string, res *s3sink.InitResult, endpoint, retention s
 		flags = " --s3-endpoint " + endpoint
 	}
 	fmt.Fprintf(e.stdout, "ready: pgtrail stream --archive %s --retention %s%s\n", url, retention, flags)
+}
+
+// plural is n and the word for n of it: "1 day", "2 days".
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

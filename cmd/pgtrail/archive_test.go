@@ -124,3 +124,16 @@ func TestCLI_ArchiveInitBadCredentials(t *testing.T) {
 		t.Errorf("bucket %s was created with bad credentials", bucket)
 	}
 }
+
+// TestPlural: counts read as English ("1 days", "1 batches" were printed).
+func TestPlural(t *testing.T) {
+	for _, c := range []struct {
+		n         int64
+		one, many string
+		want      string
+	}{{0, "day", "days", "0 days"}, {1, "day", "days", "1 day"}, {2, "batch", "batches", "2 batches"}, {1, "batch", "batches", "1 batch"}} {
+		if got := plural(c.n, c.one, c.many); got != c.want {
+			t.Errorf("plural(%d, %q, %q) = %q, want %q", c.n, c.one, c.many, got, c.want)
+		}
+	}
+}

@@ -521,7 +521,7 @@ func summary(rep *verify.Report) string {
 		s += fmt.Sprintf(", head %s", shortHash(rep.HeadHash))
 	}
 	if rep.Scope == "archive" || rep.Scope == "all" {
-		s += fmt.Sprintf(", %d batches, %d files, %d digests", rep.Batches, rep.Files, rep.Digests)
+		s += ", " + plural(rep.Batches, "batch", "batches") + ", " + plural(rep.Files, "file", "files") + ", " + plural(rep.Digests, "digest", "digests")
 	}
 	return s + fmt.Sprintf(", %.0f entries/s", rep.EntriesPerS)
 }
