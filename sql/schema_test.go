@@ -426,3 +426,65 @@ func TestEnable_DefaultMode(t *testing.T) {
 		t.Errorf("modes %v, want %s", got, want)
 	}
 }
+
+// TestEnable_NoPrimaryKey: a table without a primary key was enabled silently, and its entries
+// had an empty resource_id. What must survive: a table with a unique index on NOT NULL columns
+// is keyed by it (resource_id set, in both modes); one with neither is still captured, and a
+// WARNING says its entries carry no resource_id.
+func TestEnable_NoPrimaryKey(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
+	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`) })
+	testdb.Exec(t, db, `CREATE TABLE keyed_by_email (email text NOT NULL, name text);
+		CREATE UNIQUE INDEX keyed_by_email_email ON keyed_by_email (email);
+		CREATE TABLE nullable_unique (code text UNIQUE, v int);
+		CREATE TABLE no_key (v int)`)
+	var notices []string
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Severity+": "+n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`SELECT audit.enable('keyed_by_email', '{}', NULL, 'trigger')`,
+		`SELECT audit.enable('nullable_unique', '{}', NULL, 'trigger')`,
+		`SELECT audit.enable('no_key', '{}', NULL, 'wal')`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var keys string
+	if err := db.QueryRow(ctx, `SELECT string_agg(table_name || '=' || array_to_string(pk_columns, ','), ' ' ORDER BY table_name) FROM audit.audited_tables`).Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if want := "public.keyed_by_email=email public.no_key= public.nullable_unique="; keys != want {
+		t.Errorf("keys %q, want %q", keys, want)
+	}
+	warned := map[string]bool{}
+	for _, n := range notices {
+		for _, tbl := range []string{"no_key", "nullable_unique", "keyed_by_email"} {
+			if strings.HasPrefix(n, "WARNING") && strings.Contains(n, tbl) && strings.Contains(n, "resource_id") {
+				warned[tbl] = true
+			}
+		}
+	}
+	if !warned["no_key"] || !warned["nullable_unique"] || warned["keyed_by_email"] {
+		t.Errorf("warnings %q: want one for no_key and nullable_unique, none for keyed_by_email", notices)
+	}
+	testdb.Exec(t, db, `INSERT INTO keyed_by_email VALUES ('a@example.com', 'A'); UPDATE keyed_by_email SET name = 'B'`)
+	testdb.Seal(t, db)
+	var ids string
+	if err := db.QueryRow(ctx, `SELECT string_agg(action_type || ':' || COALESCE(resource_id, '<nil>'), ' ' ORDER BY seq) FROM audit.events WHERE resource_type = 'public.keyed_by_email'`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	if ids != "CREATE:a@example.com UPDATE:a@example.com" {
+		t.Errorf("entries %q, want both keyed by the email", ids)
+	}
+}

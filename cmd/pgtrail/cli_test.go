@@ -40,6 +40,8 @@ func TestCLI_EndToEnd(t *testing.T) {
 		{[]string{"enable", "users", "--exclude-columns", "password_hash", "--pii-columns", "email"}, 0, ", masking email for readers", ""},
 		{[]string{"enable", "users", "--pii-columns", "nope"}, 1, "", "nope"},
 		{[]string{"enable", "users; DROP TABLE payments"}, 1, "", "invalid name syntax"},
+		// A table with no key to name its rows by is enabled, and the user is told.
+		{[]string{"enable", "keyless", "--mode", "trigger"}, 0, "auditing public.keyless", "warning: audit.enable: public.keyless has no primary key"},
 		{[]string{"enable", "nope"}, 1, "", `relation "nope" does not exist`},
 		{[]string{"enable", "users", "--exclude-columns", "nope"}, 1, "", "has no column nope"},
 		{[]string{"enable"}, 2, "", "expected exactly one table name"},
@@ -63,7 +65,7 @@ func TestCLI_EndToEnd(t *testing.T) {
 	}
 	for _, s := range steps {
 		if len(s.args) == 4 && s.args[0] == "enable" && s.args[1] == "users" && s.args[3] == "password_hash" {
-			testdb.Exec(t, db, `CREATE TABLE users (id int PRIMARY KEY, email text, password_hash text);
+			testdb.Exec(t, db, `CREATE TABLE keyless (v int); CREATE TABLE users (id int PRIMARY KEY, email text, password_hash text);
 				CREATE TABLE payments (id int PRIMARY KEY, user_id int, amount numeric)`)
 		}
 		if s.args[0] == "seal" && len(s.args) == 2 {
@@ -85,7 +87,7 @@ func TestCLI_EndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || len(st.Problems) != 0 {
 		t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
 	}
-	if st.HeadSeq == 0 || len(st.Tables) != 1 || len(st.Partitions) < 5 {
+	if st.HeadSeq == 0 || len(st.Tables) != 2 || len(st.Partitions) < 5 {
 		t.Errorf("status --json = %+v", st)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtrail/pgtrail/cdc"
 )
@@ -44,7 +45,15 @@ Capture modes:
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	cols, piiCols := splitList(*exclude), splitList(*pii)
-	conn, err := db.connect(ctx, e)
+	// PostgreSQL's warnings about the table (no key to name its rows by) reach the user.
+	var warnings []string
+	conn, err := db.connect(ctx, e, func(c *pgx.ConnConfig) {
+		c.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			if n.Severity == "WARNING" {
+				warnings = append(warnings, n.Message)
+			}
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -105,7 +114,10 @@ Capture modes:
 	}
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(map[string]any{"table": name, "enabled": true, "mode": *mode, "replica_identity": identity,
-			"slot_created": created, "exclude_columns": cols, "pii_columns": piiCols, "kept": kept})
+			"slot_created": created, "exclude_columns": cols, "pii_columns": piiCols, "kept": kept, "warnings": warnings})
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(e.stderr, "pgtrail enable: warning: %s\n", w)
 	}
 	if created {
 		fmt.Fprintf(e.stdout, "created replication slot %s: pgtrail stream (or seal --once) chains the changes it keeps\n", *slot)
