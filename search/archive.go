@@ -61,6 +61,10 @@ func Files(ctx context.Context, sink archive.Sink, f *Filter) (files []File, unv
 	return files, unverified, nil
 }
 
+// maxDigestListings is how many batches' digests are listed one batch at a time (a variable for
+// tests).
+var maxDigestListings = 32
+
 // digestSums reads the digests of the batches files belong to and returns the SHA-256 each
 // records, by data file key. A digest is small: one read per file, a few at a time. Whether its
 // signature verifies is pgtrail verify's to say (readers have no public key).
@@ -69,13 +73,27 @@ func digestSums(ctx context.Context, sink archive.Sink, files []File) (map[strin
 	for _, file := range files {
 		ranges[strings.TrimSuffix(path.Base(file.Key), ".parquet")] = true
 	}
+	// A few batches: a listing of each one's digests; many (a query of the whole archive): one
+	// listing of them all, rather than a request per batch.
 	var keys []string
-	for r := range ranges {
-		listed, err := sink.List(ctx, archive.DigestsPrefix+r+"/")
+	if len(ranges) <= maxDigestListings {
+		for r := range ranges {
+			listed, err := sink.List(ctx, archive.DigestsPrefix+r+"/")
+			if err != nil {
+				return nil, fmt.Errorf("list digests: %w", err)
+			}
+			keys = append(keys, listed...)
+		}
+	} else {
+		listed, err := sink.List(ctx, archive.DigestsPrefix)
 		if err != nil {
 			return nil, fmt.Errorf("list digests: %w", err)
 		}
-		keys = append(keys, listed...)
+		for _, k := range listed {
+			if r, _, ok := strings.Cut(strings.TrimPrefix(k, archive.DigestsPrefix), "/"); ok && ranges[r] {
+				keys = append(keys, k)
+			}
+		}
 	}
 	sums := make(map[string]string, len(keys))
 	var mu sync.Mutex

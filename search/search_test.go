@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path"
@@ -384,6 +385,15 @@ func TestWriteTable_OneLinePerEvent(t *testing.T) {
 // named (Result.Unverified), the edited file is refused (ErrAltered), and --include-unverified
 // reads both, as asked.
 func TestArchive_OnlyWhatDigestsCover(t *testing.T) {
+	for _, listings := range []int{32, 0} { // digests listed batch by batch, and all at once
+		t.Run(fmt.Sprint("MaxDigestListings", listings), func(t *testing.T) {
+			defer search.SetMaxDigestListings(listings)()
+			testOnlyWhatDigestsCover(t)
+		})
+	}
+}
+
+func testOnlyWhatDigestsCover(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	sink, err := file.New(dir)
