@@ -67,6 +67,10 @@ func IsLocal(s Sink) bool {
 // too.
 var ErrNotFound = object.ErrNotFound
 
+// ErrTooLarge is wrapped by Sink.Get for an object larger than an archive's objects ever are
+// (1 GiB): it is not read, so that an object planted in the archive cannot take a reader's memory.
+var ErrTooLarge = object.ErrTooLarge
+
 // CheckKey returns an error when key is not a valid Sink key (see Sink).
 func CheckKey(key string) error { return object.CheckKey(key) }
 

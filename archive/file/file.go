@@ -134,6 +134,9 @@ func (s *Sink) get(ctx context.Context, key string, buf []byte, reuse bool) ([]b
 		// there by someone else, and would be read without end.
 		return nil, fmt.Errorf("get %s: not a regular file but %s", key, fileKind(fi.Mode()))
 	}
+	if fi.Size() > object.MaxSize {
+		return nil, fmt.Errorf("get %s: %w", key, object.TooLarge(fi.Size()))
+	}
 	data, err := readAll(f, fi.Size(), buf, reuse)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)

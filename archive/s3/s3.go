@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
 	"sort"
@@ -222,12 +223,19 @@ func (s *Sink) get(ctx context.Context, key string, buf []byte, checked bool) ([
 		return nil, fmt.Errorf("get %s: %w", key, explain(err, s.bucket))
 	}
 	defer out.Body.Close()
+	if size := aws.ToInt64(out.ContentLength); size > object.MaxSize {
+		return nil, fmt.Errorf("get %s: %w", key, object.TooLarge(size))
+	}
 	// Sized from Content-Length (io.ReadAll would grow and copy its buffer a dozen times for an
-	// archive file of a few MiB), with room for bytes.Buffer's last read, which sees EOF.
-	n := int(min(max(aws.ToInt64(out.ContentLength), 0), 1<<30)) + bytes.MinRead
+	// archive file of a few MiB), with room for bytes.Buffer's last read, which sees EOF. Read
+	// no more than the limit allows, whatever the length said.
+	n := int(min(max(aws.ToInt64(out.ContentLength), 0), object.MaxSize)) + bytes.MinRead
 	b := bytes.NewBuffer(object.Buffer(buf, n, !checked))
-	if _, err := b.ReadFrom(out.Body); err != nil {
+	if _, err := b.ReadFrom(io.LimitReader(out.Body, object.MaxSize+1)); err != nil {
 		return nil, fmt.Errorf("get %s: read body: %w", key, err)
+	}
+	if int64(b.Len()) > object.MaxSize {
+		return nil, fmt.Errorf("get %s: %w", key, object.TooLarge(int64(b.Len())))
 	}
 	return b.Bytes(), nil
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/archive/internal/object"
 )
 
 // Run runs the suite. newSink must return a new, empty sink for the test it is given, and clean
@@ -36,6 +37,7 @@ func Run(t *testing.T, newSink func(t *testing.T) archive.Sink) {
 		{"CanceledContext", testCanceled},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"GetBuffer", testGetBuffer},
+		{"TooLargeNotRead", testTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newSink(t)) })
@@ -290,5 +292,25 @@ func testGetBuffer(t *testing.T, s archive.Sink) {
 	}
 	if _, err := bg.GetBuffer(ctx, "../escape", nil); err == nil || errors.Is(err, archive.ErrNotFound) {
 		t.Errorf("GetBuffer(../escape) = %v, want a bad-key error", err)
+	}
+}
+
+// testTooLarge: an object larger than the limit for archive objects (someone else put it there,
+// to take the reader's memory) is refused, not read, by Get and GetBuffer. (The limit is lowered
+// for the test: the suite's tests run one after the other.)
+func testTooLarge(t *testing.T, s archive.Sink) {
+	ctx := context.Background()
+	data := make([]byte, 4096)
+	if err := s.Put(ctx, "big/object.bin", data); err != nil {
+		t.Fatal(err)
+	}
+	old := object.MaxSize
+	object.MaxSize = 1024
+	defer func() { object.MaxSize = old }()
+	if _, err := s.Get(ctx, "big/object.bin"); !errors.Is(err, archive.ErrTooLarge) {
+		t.Errorf("Get of 4 KiB with a 1 KiB limit: err = %v, want ErrTooLarge", err)
+	}
+	if _, err := archive.GetBuffer(ctx, s, "big/object.bin", nil); !errors.Is(err, archive.ErrTooLarge) {
+		t.Errorf("GetBuffer of 4 KiB with a 1 KiB limit: err = %v, want ErrTooLarge", err)
 	}
 }

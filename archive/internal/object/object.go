@@ -14,6 +14,19 @@ import (
 // MaxKeyLen is the longest key accepted, in bytes (S3's limit, less room for a URL prefix).
 const MaxKeyLen = 900
 
+// MaxSize bounds the objects a sink reads, in bytes: a batch's data file is a few MiB (the stream
+// cuts batches at 64 MiB of row data by default), and an object far larger was put there by
+// someone else, to take the reader's memory. A variable for tests.
+var MaxSize int64 = 1 << 30
+
+// ErrTooLarge reports an object larger than MaxSize; it is not read.
+var ErrTooLarge = errors.New("object larger than the limit for an archive object")
+
+// TooLarge returns the error for an object of size bytes.
+func TooLarge(size int64) error {
+	return fmt.Errorf("%w (%d bytes, limit %d): an archive's objects are never this large; it was put there by someone else", ErrTooLarge, size, MaxSize)
+}
+
 // ErrNotFound reports a missing object. errors.Is also matches it against fs.ErrNotExist.
 var ErrNotFound error = notFound{}
 
