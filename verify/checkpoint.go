@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pgtrail/pgtrail/internal/fileinput"
 )
 
 // CheckpointVersion is the version of the checkpoint format this package writes.
@@ -135,10 +137,14 @@ func ParseCheckpoint(data []byte) (*Checkpoint, error) {
 	return &c, nil
 }
 
+// MaxCheckpointFile bounds a checkpoint file (a checkpoint is a few hundred bytes): a path that
+// is /dev/zero or a huge file is refused, not read.
+const MaxCheckpointFile = 64 << 10
+
 // ReadCheckpointFile reads a checkpoint file; it returns nil, nil when the file does not exist
-// (the first run). The signature is not checked here.
-func ReadCheckpointFile(path string) (*Checkpoint, error) {
-	data, err := os.ReadFile(path)
+// (the first run). The signature is not checked here. The read ends when ctx does.
+func ReadCheckpointFile(ctx context.Context, path string) (*Checkpoint, error) {
+	data, err := fileinput.ReadFile(ctx, path, MaxCheckpointFile, "a checkpoint file")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -56,7 +56,7 @@ type ed25519Pub = []byte
 func TestCheckpoint_File(t *testing.T) {
 	pub, priv := archive.GenerateKey()
 	path := filepath.Join(t.TempDir(), "checkpoint.json")
-	if cp, err := verify.ReadCheckpointFile(path); cp != nil || err != nil {
+	if cp, err := verify.ReadCheckpointFile(context.Background(), path); cp != nil || err != nil {
 		t.Fatalf("missing file: %v %v", cp, err)
 	}
 	cp := &verify.Checkpoint{Version: verify.CheckpointVersion, Scope: "archive", Archive: "file:///x", Seq: 5,
@@ -66,14 +66,14 @@ func TestCheckpoint_File(t *testing.T) {
 	if err := verify.WriteCheckpointFile(path, cp); err != nil {
 		t.Fatal(err)
 	}
-	got, err := verify.ReadCheckpointFile(path)
+	got, err := verify.ReadCheckpointFile(context.Background(), path)
 	if err != nil || *got != *cp || got.Verify(pub) != nil {
 		t.Fatalf("read back %+v (%v), wrote %+v", got, err, cp)
 	}
 	if err := writeFile(path, `{"seq": 1, "extra": true}`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verify.ReadCheckpointFile(path); !errors.Is(err, verify.ErrBadCheckpoint) {
+	if _, err := verify.ReadCheckpointFile(context.Background(), path); !errors.Is(err, verify.ErrBadCheckpoint) {
 		t.Errorf("unknown field: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -168,11 +169,22 @@ func TestCLI_HostileFileInputs(t *testing.T) {
 	if err := os.Symlink("/dev/zero", digestDir); err != nil {
 		t.Fatal(err)
 	}
+	// A new, empty archive (marked as one), for the checkpoint file's case.
+	marked := filepath.Join(dir, "marked")
+	markedSink, err := archive.Open(context.Background(), "file://"+marked, archive.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := archive.Mark(context.Background(), markedSink); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
 		want []string // in the one line on stderr
 	}{
+		{"VerifyCheckpointFileDevZero", []string{"verify", "archive", "file://" + marked, "--public-key", key + ".pub", "--signing-key", key,
+			"--since-checkpoint", "--checkpoint-file", "/dev/zero"}, []string{"checkpoint", "/dev/zero", "64 KiB"}},
 		{"VerifyPublicKeyDevZero", []string{"verify", "archive", "file://" + arch, "--public-key", "/dev/zero"},
 			[]string{"--public-key", "/dev/zero", "64 KiB"}},
 		{"VerifySigningKeyDevZero", []string{"verify", "archive", "file://" + arch, "--public-key", key + ".pub", "--signing-key", "/dev/zero"},

@@ -393,7 +393,7 @@ func prunedPrefix(ctx context.Context, conn *pgx.Conn, pub ed25519.PublicKey) (*
 func (f *verifyFlags) loadCheckpoint(ctx context.Context, e *env, conn *pgx.Conn) (*verify.Checkpoint, error) {
 	var found []verify.StoredCheckpoint
 	if f.checkpointFile != "" {
-		cp, err := verify.ReadCheckpointFile(f.checkpointFile)
+		cp, err := verify.ReadCheckpointFile(ctx, f.checkpointFile)
 		if err != nil && !errors.Is(err, verify.ErrBadCheckpoint) {
 			return nil, err
 		}

@@ -193,7 +193,7 @@ func TestCLI_VerifySinceCheckpoint(t *testing.T) {
 			t.Fatalf("run %d with a checkpoint file: exit %d: %s", i, code, errOut)
 		}
 	}
-	cp, err := verify.ReadCheckpointFile(s.checkpoints)
+	cp, err := verify.ReadCheckpointFile(context.Background(), s.checkpoints)
 	if err != nil || cp == nil || cp.Seq != s.entries {
 		t.Fatalf("checkpoint file: %+v %v", cp, err)
 	}
