@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -185,4 +186,37 @@ func dbName(t *testing.T, db interface {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// TestMigrator_NonSuperuserRefused: a member of pgtrail_owner (not a superuser) that may write
+// the version table runs the migrations after version 7. What must survive: the refusal, named
+// as such, before the migration changes anything (each later migration checks first, through
+// audit.require_superuser).
+func TestMigrator_NonSuperuserRefused(t *testing.T) {
+	ctx := context.Background()
+	url := testcontainers.Postgres(t)
+	if err := migrator(t, url, false).To(ctx, 7); err != nil {
+		t.Fatalf("to 7: %v", err)
+	}
+	db := testdb.Pool(t, url)
+	role := fmt.Sprintf("owner_nosu_%d", time.Now().UnixNano())
+	testdb.Exec(t, db, `CREATE ROLE `+role+` LOGIN IN ROLE pgtrail_owner; GRANT ALL ON pgtrail_schema_migrations TO `+role)
+	t.Cleanup(func() { db.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	m, err := pgsql.NewMigrator(ctx, cfg, false)
+	if err != nil {
+		t.Fatalf("migrator as %s: %v", role, err)
+	}
+	defer m.Close()
+	if err := m.Up(ctx); err == nil || !strings.Contains(err.Error(), "must run as a superuser") {
+		t.Errorf("up as %s: err = %v, want a refusal naming the superuser rule", role, err)
+	}
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT to_regprocedure('audit.event_class(text, text)') IS NOT NULL`).Scan(&exists); err != nil || exists {
+		t.Errorf("version 8's function exists after the refusal (%v)", err)
+	}
 }

@@ -3,6 +3,7 @@
 ALTER EVENT TRIGGER pgtrail_ddl DISABLE;
 ALTER EVENT TRIGGER pgtrail_drop DISABLE;
 
+DROP FUNCTION audit.require_superuser();
 DROP POLICY sealer_only ON audit.context_key;
 ALTER TABLE audit.context_key NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE audit.context_key DISABLE ROW LEVEL SECURITY;

@@ -28,6 +28,18 @@ END $$;
 ALTER EVENT TRIGGER pgtrail_ddl DISABLE;
 ALTER EVENT TRIGGER pgtrail_drop DISABLE;
 
+-- Refuses to go on unless the role running a migration is a superuser (migrations create roles
+-- and event triggers and change the publication). Every later migration calls it first, rather
+-- than repeating the check.
+CREATE FUNCTION audit.require_superuser() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+    RAISE EXCEPTION 'pgtrail migrations must run as a superuser (they create roles and event triggers); % is not one', current_user
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+END $$;
+
 ALTER TABLE audit.context_key ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit.context_key FORCE ROW LEVEL SECURITY;
 CREATE POLICY sealer_only ON audit.context_key FOR SELECT TO pgtrail_sealer USING (true);

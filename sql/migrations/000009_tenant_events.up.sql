@@ -13,12 +13,7 @@
 -- every entry of one row, so that an investigation can still follow a record.
 -- Must run as a superuser. No BEGIN/COMMIT (one implicit transaction).
 
-DO $$
-BEGIN
-  IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-    RAISE EXCEPTION 'pgtrail migrations must run as a superuser; % is not one', current_user;
-  END IF;
-END $$;
+SELECT audit.require_superuser();
 
 ALTER EVENT TRIGGER pgtrail_ddl DISABLE;
 ALTER EVENT TRIGGER pgtrail_drop DISABLE;
