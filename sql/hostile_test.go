@@ -395,8 +395,7 @@ func TestHostile_ReservedEventTypes(t *testing.T) {
 func TestHostile_CaptureTriggerOff(t *testing.T) {
 	db, url := testdb.New(t)
 	ctx := context.Background()
-	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
-	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`) })
+	testdb.Slot(t, db, "pgtrail")
 	testdb.Exec(t, db, `CREATE ROLE owner_otto LOGIN IN ROLE pgtrail_owner;
 		CREATE TABLE accounts (id int PRIMARY KEY, balance int); ALTER TABLE accounts OWNER TO owner_otto;
 		CREATE TABLE ledger (id int PRIMARY KEY, memo text);

@@ -336,11 +336,30 @@ func TestImmutability(t *testing.T) {
 // connectAs connects to url as a login role (the test cluster trusts local connections).
 func connectAs(t *testing.T, url, user string) *pgx.Conn {
 	t.Helper()
+	return connect(t, url, user, nil)
+}
+
+// connectNotices logs in as the URL's user and collects the server's notices and warnings, as
+// "SEVERITY: message".
+func connectNotices(t *testing.T, url string) (*pgx.Conn, *[]string) {
+	t.Helper()
+	notices := &[]string{}
+	return connect(t, url, "", notices), notices
+}
+
+// connect logs in as user ("": the URL's), appending the server's notices to notices if set.
+func connect(t *testing.T, url, user string, notices *[]string) *pgx.Conn {
+	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.User = user
+	if user != "" {
+		cfg.User = user
+	}
+	if notices != nil {
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { *notices = append(*notices, n.Severity+": "+n.Message) }
+	}
 	conn, err := pgx.ConnectConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
@@ -396,23 +415,13 @@ func TestEnable_DefaultMode(t *testing.T) {
 	ctx := context.Background()
 	testdb.Exec(t, db, `CREATE TABLE before_slot (id int PRIMARY KEY); CREATE TABLE after_slot (id int PRIMARY KEY);
 		CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY); CREATE TABLE kept (id int PRIMARY KEY)`)
-	var notices []string
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn, notices := connectNotices(t, url)
 	testdb.Exec(t, conn, `SELECT audit.enable('before_slot'); SELECT audit.enable('kept')`)
-	if len(notices) != 2 || !strings.Contains(notices[0], "mode trigger") || !strings.Contains(notices[0], "replication slot") {
-		t.Errorf("notices without a slot: %q, want one per table saying why mode trigger", notices)
+	if len(*notices) != 2 || !strings.Contains((*notices)[0], "NOTICE: ") || !strings.Contains((*notices)[0], "mode trigger") ||
+		!strings.Contains((*notices)[0], "replication slot") {
+		t.Errorf("notices without a slot: %q, want one per table saying why mode trigger", *notices)
 	}
-	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
-	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`) })
+	testdb.Slot(t, db, "pgtrail")
 	testdb.Exec(t, conn, `SELECT audit.enable('after_slot'); SELECT audit.enable('scratch'); SELECT audit.enable('kept', '{}')`)
 	rows, err := db.Query(ctx, `SELECT table_name || '=' || mode FROM audit.audited_tables ORDER BY table_name`)
 	if err != nil {
@@ -434,23 +443,12 @@ func TestEnable_DefaultMode(t *testing.T) {
 func TestEnable_NoPrimaryKey(t *testing.T) {
 	db, url := testdb.New(t)
 	ctx := context.Background()
-	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
-	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`) })
+	testdb.Slot(t, db, "pgtrail")
 	testdb.Exec(t, db, `CREATE TABLE keyed_by_email (email text NOT NULL, name text);
 		CREATE UNIQUE INDEX keyed_by_email_email ON keyed_by_email (email);
 		CREATE TABLE nullable_unique (code text UNIQUE, v int);
 		CREATE TABLE no_key (v int)`)
-	var notices []string
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Severity+": "+n.Message) }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn, notices := connectNotices(t, url)
 	for _, q := range []string{
 		`SELECT audit.enable('keyed_by_email', '{}', NULL, 'trigger')`,
 		`SELECT audit.enable('nullable_unique', '{}', NULL, 'trigger')`,
@@ -468,7 +466,7 @@ func TestEnable_NoPrimaryKey(t *testing.T) {
 		t.Errorf("keys %q, want %q", keys, want)
 	}
 	warned := map[string]bool{}
-	for _, n := range notices {
+	for _, n := range *notices {
 		for _, tbl := range []string{"no_key", "nullable_unique", "keyed_by_email"} {
 			if strings.HasPrefix(n, "WARNING") && strings.Contains(n, tbl) && strings.Contains(n, "resource_id") {
 				warned[tbl] = true
@@ -476,7 +474,7 @@ func TestEnable_NoPrimaryKey(t *testing.T) {
 		}
 	}
 	if !warned["no_key"] || !warned["nullable_unique"] || warned["keyed_by_email"] {
-		t.Errorf("warnings %q: want one for no_key and nullable_unique, none for keyed_by_email", notices)
+		t.Errorf("warnings %q: want one for no_key and nullable_unique, none for keyed_by_email", *notices)
 	}
 	testdb.Exec(t, db, `INSERT INTO keyed_by_email VALUES ('a@example.com', 'A'); UPDATE keyed_by_email SET name = 'B'`)
 	testdb.Seal(t, db)

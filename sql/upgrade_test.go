@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -252,15 +251,7 @@ func TestMigration6_UpgradeToWAL(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT mode FROM audit.audited_tables WHERE relid = 'acct'::regclass`).Scan(&mode); err != nil || mode != "trigger" {
 		t.Fatalf("after the upgrade the table is in mode %q (%v), want trigger as before", mode, err)
 	}
-	testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
-	t.Cleanup(func() {
-		// The walsender may outlive the stream's connection for a moment.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if _, err := db.Exec(context.Background(), `SELECT pg_drop_replication_slot('pgtrail')`); err == nil {
-				return
-			}
-		}
-	})
+	testdb.Slot(t, db, "pgtrail")
 	testdb.Exec(t, db, `BEGIN; UPDATE acct SET v = 20 WHERE id = 2; SELECT audit.enable('acct', '{}', NULL, 'wal'); UPDATE acct SET v = 21 WHERE id = 2; COMMIT`)
 	testdb.Exec(t, db, `UPDATE acct SET v = 30 WHERE id = 1; DELETE FROM acct WHERE id = 2`)
 	cfg, err := pgx.ParseConfig(url)

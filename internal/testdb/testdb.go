@@ -68,6 +68,21 @@ func Exec(t testing.TB, db Execer, sql string, args ...any) {
 	}
 }
 
+// Slot creates the pgoutput replication slot name (what WAL capture needs) and drops it when the
+// test ends, retrying a moment: the walsender of a stream that read it may outlive the stream's
+// connection.
+func Slot(t testing.TB, db Execer, name string) {
+	t.Helper()
+	Exec(t, db, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, name)
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := db.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, name); err == nil {
+				return
+			}
+		}
+	})
+}
+
 // Seal chains everything pending and returns how many entries it sealed. The sealing horizon is
 // cluster-wide, so a transaction of another test's database can hold entries back for a moment:
 // Seal keeps sealing until nothing is pending, for up to 30 seconds.
