@@ -359,9 +359,8 @@ func appendEntries(ctx context.Context, tx pgx.Tx, head int64, headHash []byte, 
 		prev = e.EntryHash
 		eventcopy.WriteRow(&buf, e)
 	}
-	// Only pgtrail_sealer appends to the trail: the stream's role must be a member (or superuser).
-	if _, err := tx.Exec(ctx, `SET LOCAL ROLE pgtrail_sealer; SET LOCAL synchronous_commit = on`); err != nil {
-		return fmt.Errorf("act as pgtrail_sealer (grant it to the stream's role): %w", err)
+	if err := actAsSealer(ctx, tx); err != nil {
+		return err
 	}
 	if _, err := tx.Exec(ctx, `SELECT audit.create_partitions()
 	                            WHERE to_regclass('audit.events_' || to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) IS NULL`); err != nil {
@@ -375,6 +374,16 @@ func appendEntries(ctx context.Context, tx pgx.Tx, head int64, headHash []byte, 
 	                             wal_lsn = COALESCE(NULLIF($3, '')::pg_lsn, wal_lsn)`,
 		tail.Seq, tail.EntryHash, walLSN); err != nil {
 		return fmt.Errorf("move chain head: %w", err)
+	}
+	return nil
+}
+
+// actAsSealer makes the rest of tx act as pgtrail_sealer, which alone writes the trail and its
+// head (the stream's role must be a member, or a superuser), and commit synchronously: what the
+// stream writes there is acknowledged to PostgreSQL only once durable.
+func actAsSealer(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SET LOCAL ROLE pgtrail_sealer; SET LOCAL synchronous_commit = on`); err != nil {
+		return fmt.Errorf("act as pgtrail_sealer (grant it to the stream's role): %w", err)
 	}
 	return nil
 }

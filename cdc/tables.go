@@ -102,8 +102,8 @@ func (confs tableConfs) persist(ctx context.Context, s *Stream) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, `SET LOCAL ROLE pgtrail_sealer; SET LOCAL synchronous_commit = on`); err != nil {
-		return fmt.Errorf("act as pgtrail_sealer (grant it to the stream's role): %w", err)
+	if err := actAsSealer(ctx, tx); err != nil {
+		return err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE audit.chain_head SET wal_config = $1::jsonb`, string(doc)); err != nil {
 		return fmt.Errorf("record the capture configuration: %w", err)

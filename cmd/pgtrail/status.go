@@ -165,15 +165,21 @@ SELECT ARRAY(SELECT to_char(m, 'YYYY-MM') FROM unnest(ARRAY[now(), now() + inter
 	if err != nil {
 		return nil, fmt.Errorf("read partitions: %w", err)
 	}
-	rows, err := conn.Query(ctx, `SELECT p.table_name, p.problem FROM audit.capture_problems() p
-	                               WHERE NOT EXISTS (SELECT FROM audit.audited_tables a WHERE a.table_name = p.table_name)`)
+	// What breaks capture, read once: each audited table's problems go on its row, the others
+	// (audit.audited_tables out of the publication) are problems of their own.
+	rows, err := conn.Query(ctx, `SELECT p.table_name, p.problem FROM audit.capture_problems() p`)
 	if err != nil {
 		return nil, permissionOrFail("read capture problems", err)
 	}
-	st.otherProblems, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (statusProblem, error) {
-		var name, problem string
-		err := r.Scan(&name, &problem)
-		return statusProblem{Problem: name + ": " + problem, Fix: "as a superuser: ALTER PUBLICATION pgtrail ADD TABLE " + name}, err
+	captureProblems := map[string][]string{}
+	var problemTables []string // in the function's order
+	var name, problem string
+	_, err = pgx.ForEachRow(rows, []any{&name, &problem}, func() error {
+		if _, seen := captureProblems[name]; !seen {
+			problemTables = append(problemTables, name)
+		}
+		captureProblems[name] = append(captureProblems[name], problem)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read capture problems: %w", err)
@@ -181,19 +187,19 @@ SELECT ARRAY(SELECT to_char(m, 'YYYY-MM') FROM unnest(ARRAY[now(), now() + inter
 	rows, err = conn.Query(ctx, `
 SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
        COALESCE((SELECT tg.tgenabled <> 'D' FROM pg_trigger tg WHERE tg.tgrelid = t.relid
-                   AND tg.tgname = CASE t.mode WHEN 'wal' THEN 'pgtrail_context' ELSE 'pgtrail_capture' END), false),
-       (SELECT string_agg(p.problem, '; ' ORDER BY p.problem) FROM audit.capture_problems() p WHERE p.table_name = t.table_name)
+                   AND tg.tgname = CASE t.mode WHEN 'wal' THEN 'pgtrail_context' ELSE 'pgtrail_capture' END), false)
   FROM audit.audited_tables t ORDER BY t.table_name`)
 	if err != nil {
 		return nil, permissionOrFail("read audited tables", err)
 	}
 	st.Tables, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (auditedTable, error) {
 		var t auditedTable
-		var problem *string
-		err := r.Scan(&t.Name, &t.ExcludeColumns, &t.EnabledAt, &t.EnabledBy, &t.Mode, &t.TriggerEnabled, &problem)
+		err := r.Scan(&t.Name, &t.ExcludeColumns, &t.EnabledAt, &t.EnabledBy, &t.Mode, &t.TriggerEnabled)
+		problems := captureProblems[t.Name]
+		delete(captureProblems, t.Name)
 		switch {
-		case problem != nil && *problem != "":
-			t.Problem = shout(*problem)
+		case len(problems) > 0:
+			t.Problem = shout(strings.Join(problems, "; "))
 		case !t.TriggerEnabled && t.Mode == "wal":
 			t.Problem = "CONTEXT TRIGGER DISABLED OR MISSING: changes are captured without who made them"
 		case !t.TriggerEnabled:
@@ -203,6 +209,12 @@ SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read audited tables: %w", err)
+	}
+	for _, name := range problemTables {
+		for _, problem := range captureProblems[name] {
+			st.otherProblems = append(st.otherProblems, statusProblem{Problem: name + ": " + problem,
+				Fix: "as a superuser: ALTER PUBLICATION pgtrail ADD TABLE " + name})
+		}
 	}
 	rows, err = conn.Query(ctx, `
 SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),

@@ -35,7 +35,8 @@ func TestCLI_Status(t *testing.T) {
 		t.Fatal(errOut)
 	}
 	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot('status_slot')`) })
-	testdb.Exec(t, db, `DO $$ BEGIN EXECUTE format('DROP TABLE audit.events_%s', to_char(now() + interval '1 month', 'YYYY_MM')); END $$`)
+	testdb.Exec(t, db, `DO $$ BEGIN EXECUTE format('DROP TABLE audit.events_%s', to_char(now() + interval '1 month', 'YYYY_MM')); END $$;
+		ALTER PUBLICATION pgtrail DROP TABLE audit.audited_tables`)
 
 	code, out, errOut = runCLI(t, vars, "status", "--max-pending-age", "1ms")
 	if code != 1 || !strings.Contains(errOut, "problem") {
@@ -46,6 +47,7 @@ func TestCLI_Status(t *testing.T) {
 		{"not sealed", "pgtrail stream"},
 		{"status_slot", "pgtrail stream"},
 		{"partition", "audit.create_partitions"},
+		{"audit.audited_tables: not in the publication", "ALTER PUBLICATION pgtrail ADD TABLE audit.audited_tables"},
 	}
 	head, _, _ := strings.Cut(out, "\n\n")
 	for _, w := range wantProblems {
@@ -65,7 +67,7 @@ func TestCLI_Status(t *testing.T) {
 	}
 
 	// Fixed: the trigger enabled, the entries sealed, the partitions made, the slot read.
-	testdb.Exec(t, db, `ALTER TABLE accounts ENABLE ALWAYS TRIGGER pgtrail_capture; SELECT audit.create_partitions(); SELECT pg_drop_replication_slot('status_slot');
+	testdb.Exec(t, db, `ALTER PUBLICATION pgtrail ADD TABLE audit.audited_tables; ALTER TABLE accounts ENABLE ALWAYS TRIGGER pgtrail_capture; SELECT audit.create_partitions(); SELECT pg_drop_replication_slot('status_slot');
 		SELECT audit.enable('payments', '{}', NULL, 'trigger')`)
 	testdb.Seal(t, db)
 	if code, out, errOut := runCLI(t, vars, "status"); code != 0 || !strings.Contains(out, "no problems") {
