@@ -9,15 +9,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archivetest"
 )
 
 func sign(priv ed25519.PrivateKey, d archive.Digest) string {
@@ -201,27 +199,6 @@ func TestWriter_WriteBatchBadBatch(t *testing.T) {
 	}
 }
 
-// flakySink fails every Put after the first n with a network error, as an outage would; n < 0
-// never fails.
-type flakySink struct {
-	archive.Sink
-	mu sync.Mutex
-	n  int
-}
-
-func (f *flakySink) Put(ctx context.Context, key string, data []byte) error {
-	f.mu.Lock()
-	ok := f.n != 0
-	if f.n > 0 {
-		f.n--
-	}
-	f.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("put %s: %w", key, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
-	}
-	return f.Sink.Put(ctx, key, data)
-}
-
 // snapshot returns every object of sink.
 func snapshot(t *testing.T, sink archive.Sink) map[string]string {
 	t.Helper()
@@ -275,7 +252,7 @@ func TestWriter_CrashMidBatch(t *testing.T) {
 		t.Run(fmt.Sprintf("After%dObjects", crashAfter), func(t *testing.T) {
 			t.Parallel()
 			sink := fileSink(t)
-			w := &archive.Writer{Sink: &flakySink{Sink: sink, n: objectsBatch1 + crashAfter}, Key: priv}
+			w := &archive.Writer{Sink: &archivetest.FlakySink{Sink: sink, N: objectsBatch1 + crashAfter}, Key: priv}
 			if err := w.WriteBatch(ctx, bs[0]); err != nil {
 				t.Fatal(err)
 			}
@@ -323,14 +300,12 @@ func TestWriter_RetryInProcess(t *testing.T) {
 	pub, priv := archive.GenerateKey()
 	events := chain(t, 1, 30, nil)
 	sink := fileSink(t)
-	flaky := &flakySink{Sink: sink, n: 3}
+	flaky := &archivetest.FlakySink{Sink: sink, N: 3}
 	w := &archive.Writer{Sink: flaky, Key: priv}
 	if err := w.WriteBatch(ctx, events); err == nil {
 		t.Fatal("WriteBatch during the outage = nil")
 	}
-	flaky.mu.Lock()
-	flaky.n = -1 // outage over
-	flaky.mu.Unlock()
+	flaky.Recover() // outage over
 	if err := w.WriteBatch(ctx, events[:10]); !errors.Is(err, archive.ErrBadBatch) {
 		t.Errorf("WriteBatch of another range after a failed batch = %v, want ErrBadBatch", err)
 	}
@@ -353,7 +328,7 @@ func TestWriter_RetryWithNewKey(t *testing.T) {
 	}
 	files, _ := probe.List(ctx, archive.EventsPrefix)
 	sink := fileSink(t)
-	w := &archive.Writer{Sink: &flakySink{Sink: sink, n: len(files) + 2}, Key: privA}
+	w := &archive.Writer{Sink: &archivetest.FlakySink{Sink: sink, N: len(files) + 2}, Key: privA}
 	if err := w.WriteBatch(ctx, events); err == nil {
 		t.Fatal("WriteBatch during the outage = nil")
 	}
@@ -378,7 +353,7 @@ func TestWriter_RetryDetectsOtherContent(t *testing.T) {
 	ctx := context.Background()
 	events := chain(t, 1, 30, nil)
 	sink := fileSink(t)
-	w := &archive.Writer{Sink: &flakySink{Sink: sink, n: 2}}
+	w := &archive.Writer{Sink: &archivetest.FlakySink{Sink: sink, N: 2}}
 	if err := w.WriteBatch(ctx, events); err == nil {
 		t.Fatal("WriteBatch during the outage = nil")
 	}

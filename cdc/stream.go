@@ -218,7 +218,13 @@ func (s *Stream) backfill(ctx context.Context) error {
 func (s *Stream) fillGap(ctx context.Context, to int64) error {
 	for s.lastSeq < to {
 		end := min(to, s.lastSeq+int64(s.cfg.BatchEvents))
-		if s.cutAt > s.lastSeq && s.cutAt < end {
+		if s.cutAt > s.lastSeq {
+			// A batch a crash interrupted is retried exactly as it was begun, whatever its size:
+			// the writer refuses any other range. When the table does not hold all of it yet, the
+			// receiver completes it from the slot.
+			if s.cutAt > to {
+				return nil
+			}
 			end = s.cutAt
 		}
 		var batch []pgtrail.Event
@@ -263,6 +269,11 @@ func (s *Stream) store(ctx context.Context, batch []pgtrail.Event) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, archive.ErrBadBatch) {
+			// The same batch would be refused again: this stream's idea of the archive is wrong.
+			// The session restarts from the archive's own state.
+			return err
 		}
 		s.m.Errors.WithLabelValues("archive").Inc()
 		wait := backoff(attempt)

@@ -1080,3 +1080,43 @@ func TestStream_WALPartitionWrites(t *testing.T) {
 		t.Errorf("capture problems after enabling again: %q (%v), want none", problems, err)
 	}
 }
+
+// TestStream_BackfillCompletesInterruptedBatch: a crash left the archive with a batch of 90
+// entries half written (its data file, no digest), and those entries reach the stream only from
+// audit.events (sealed before its slot existed). Tried: resuming with BatchEvents 20, smaller
+// than the interrupted batch; the backfill cut it at 20 entries, the writer refused that batch (a
+// retry must rewrite exactly the interrupted one) and the stream retried it forever, archiving
+// nothing more. Must survive: the interrupted batch completed as it was begun, everything after
+// it archived, the archive equal to the database.
+func TestStream_BackfillCompletesInterruptedBatch(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, fileSink(t))
+	write(t, f.db, 0, 60, 2)
+	testdb.Seal(t, f.db)
+	events := dbEvents(t, f.db)
+	if err := (&archive.Writer{Sink: f.sink}).WriteBatch(ctx, events[:10]); err != nil {
+		t.Fatal(err)
+	}
+	crashing := &archive.Writer{Sink: &archivetest.FlakySink{Sink: f.sink, N: 1}}
+	if _, err := crashing.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := crashing.WriteBatch(ctx, events[10:100]); err == nil {
+		t.Fatal("the batch was written whole: no crash to recover from")
+	}
+	if st, err := (&archive.Writer{Sink: f.sink}).Resume(ctx); err != nil || st.LastSeq != 10 || st.PartialBatchLast != 100 {
+		t.Fatalf("archive after the crash: %+v, %v; want complete through 10, batch 11-100 interrupted", st, err)
+	}
+
+	cfg := f.config(t)
+	cfg.BatchEvents = 20
+	f.start(t, cfg)
+	waitArchived(t, f, 30*time.Second)
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, archivetest.Events(t, f.sink), dbEvents(t, f.db))
+	if st, err := (&archive.Writer{Sink: f.sink}).Resume(ctx); err != nil || st.PartialBatchLast != 0 {
+		t.Fatalf("archive after the stream: %+v, %v; want no batch left interrupted", st, err)
+	}
+}

@@ -73,6 +73,7 @@ func runLimited(t *testing.T, dir string, signalAfter, timeout time.Duration, ar
 	t.Helper()
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `ulimit -v 4194304 && exec "$0" "$@"`, binary(t)}, args...)...)
 	cmd.Dir = dir
+	cmd.WaitDelay = 10 * time.Second // Wait returns even if something inherited stderr and lives on
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "PGHOST=127.0.0.1", "PGPORT=1", "PGCONNECT_TIMEOUT=2"}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

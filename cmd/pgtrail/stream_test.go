@@ -46,6 +46,42 @@ func binary(t *testing.T) string {
 	return bin
 }
 
+// lockedBuffer collects a process's output and may be read while the process still writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// daemon returns the pgtrail command with args, its stdout and stderr both collected in the
+// returned buffer. Still running after timeout, it gets SIGQUIT (the Go runtime prints every
+// goroutine's stack and exits), then SIGKILL 10 s later: a daemon that never exits fails its own
+// test with its log and where it waited, instead of the whole package at go test's limit with
+// neither.
+func daemon(t *testing.T, timeout time.Duration, env []string, args ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
+	cmd.Env = env
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	return cmd, out
+}
+
 // TestStream_KilledRepeatedly SIGKILLs the stream daemon at random moments, many times, while
 // writes go on, then lets it catch up. What must survive: every sealed entry exactly once in
 // the archive (no loss, no duplicate), a digest for every data file, the chain intact.
@@ -98,10 +134,7 @@ func killRepeatedly(t *testing.T, mode string) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const kills = 12
 	for k := 0; k < kills; k++ {
-		cmd := exec.Command(binary(t), args...)
-		cmd.Env = env
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		cmd, stderr := daemon(t, time.Minute, env, args...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -116,10 +149,8 @@ func killRepeatedly(t *testing.T, mode string) {
 	wg.Wait()
 
 	// A last run drains everything and exits by itself.
-	cmd := exec.Command(binary(t), append(args, "--exit-when-caught-up")...)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	cmd, out := daemon(t, 3*time.Minute, env, append(args, "--exit-when-caught-up")...)
+	if err := cmd.Run(); err != nil {
 		t.Fatalf("final catch-up run: %v\n%s", err, out)
 	}
 	testdb.Seal(t, db)
@@ -217,10 +248,8 @@ func TestStream_SIGTERM(t *testing.T) {
 	db, url := testdb.New(t)
 	testdb.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY); SELECT audit.enable('t')`)
 	dir := t.TempDir()
-	cmd := exec.Command(binary(t), "stream", "--archive", "file://"+dir, "--unsigned", "--batch-age", "10s", "--seal-interval", "20ms")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd, stderr := daemon(t, 2*time.Minute, append(os.Environ(), "DATABASE_URL="+url),
+		"stream", "--archive", "file://"+dir, "--unsigned", "--batch-age", "10s", "--seal-interval", "20ms")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,12 @@
-// Package archivetest reads a whole archive back for tests.
+// Package archivetest reads a whole archive back and makes archives fail, for tests.
 package archivetest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/pgtrail/pgtrail"
@@ -46,4 +50,32 @@ func Events(t testing.TB, sink archive.Sink) []pgtrail.Event {
 		out = append(out, e)
 	}
 	return out
+}
+
+// FlakySink passes the first N Puts to Sink and fails every later one with a network error, as
+// an archive going away in the middle of a batch does; N < 0 never fails.
+type FlakySink struct {
+	archive.Sink
+	mu sync.Mutex
+	N  int
+}
+
+func (f *FlakySink) Put(ctx context.Context, key string, data []byte) error {
+	f.mu.Lock()
+	ok := f.N != 0
+	if f.N > 0 {
+		f.N--
+	}
+	f.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("put %s: %w", key, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	}
+	return f.Sink.Put(ctx, key, data)
+}
+
+// Recover ends the outage: every later Put reaches Sink.
+func (f *FlakySink) Recover() {
+	f.mu.Lock()
+	f.N = -1
+	f.mu.Unlock()
 }
