@@ -81,6 +81,9 @@ type change struct {
 	old, new []*string // column texts in the relation's order; nil slice: no image
 	oldKey   bool      // old holds only the key (replica identity not FULL)
 	ctx      *sessionContext
+	// byTrigger: a capture row of the same transaction captured it (made before its table
+	// switched to mode wal): the sealer chains it, not the stream.
+	byTrigger bool
 }
 
 // walTx is a committed transaction's changes to tables in mode 'wal'.
@@ -438,7 +441,7 @@ func (s *Stream) checkCapture(ctx context.Context) error {
 		if s.reported[key] {
 			continue
 		}
-		s.log.Error("CAPTURE GAP: "+f.table+" is in mode wal but "+f.problem, "table", f.table)
+		s.log.Error("CAPTURE GAP: "+f.table+" is audited but "+f.problem, "table", f.table)
 		if err := s.recordFlagged(ctx, "table", f.table, map[string]any{"problem": f.problem, "capture_warning": f.problem}); err != nil {
 			return err
 		}

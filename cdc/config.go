@@ -51,6 +51,7 @@ const (
 	DefaultWALWarnBytes      = 1 << 30
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultImagesTimeout     = 30 * time.Second
+	DefaultWitnessAge        = 30 * time.Second
 )
 
 // Config configures a Stream.
@@ -77,6 +78,9 @@ type Config struct {
 	// tables' owners runs in it); past it the query's backend is terminated and the images are
 	// built from the column texts.
 	ImagesTimeout time.Duration
+	// WitnessAge: an entry captured into audit.pending and not seen sealed after this long is
+	// looked for; one in neither audit.pending nor audit.events was deleted before it was sealed.
+	WitnessAge time.Duration
 	// ExitWhenCaughtUp makes Run return once everything written before it started is archived.
 	ExitWhenCaughtUp bool
 	// BeforeCatchUp, with ExitWhenCaughtUp, runs just before the WAL position to catch up to is
@@ -119,6 +123,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ImagesTimeout == 0 {
 		c.ImagesTimeout = DefaultImagesTimeout
+	}
+	if c.WitnessAge == 0 {
+		c.WitnessAge = DefaultWitnessAge
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -32,7 +32,16 @@ type receiver struct {
 	// and its latest context message, and committed transactions not chained yet. While any
 	// wait, nothing at or after the first of them is acknowledged.
 	walTables map[uint32]*walTable // derived from relations and confs; nil: not in mode wal
-	confs     tableConfs
+	// The WAL's witness of trigger capture (witness.go): tables in mode trigger (nil: not), the
+	// open transaction's changes to them and its inserts into audit.pending, captured entries
+	// not seen sealed by event_id, partitions' tables by name.
+	trigTables  map[uint32]*walTable
+	txWitnessed []witnessed
+	txCaptured  []pendingRow
+	outstanding map[string]*captured
+	roots       map[string]string
+	nextWitness time.Time
+	confs       tableConfs
 	// confsFromWAL: confs changes as audit.audited_tables' changes arrive; confDirty: since
 	// last persisted.
 	confsFromWAL bool
@@ -227,6 +236,12 @@ func (r *receiver) tick(ctx context.Context) (done bool, err error) {
 			r.log.Warn("heartbeat failed", "err", err)
 		}
 	}
+	if !now.Before(r.nextWitness) {
+		r.nextWitness = now.Add(r.cfg.WitnessAge / 2)
+		if err := r.checkOutstanding(ctx); err != nil {
+			r.log.Warn("could not look for the captured entries not seen sealed", "err", err)
+		}
+	}
 	if !now.Before(r.nextSlot) {
 		r.nextSlot = now.Add(30 * time.Second)
 		r.checkSlot(ctx)
@@ -326,6 +341,7 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 	case *pglogrepl.BeginMessage:
 		r.inTx, r.txEvents, r.txBytes = true, r.txEvents[:0], 0
 		r.txXID, r.txCommit, r.txContext, r.txChanges = msg.Xid, msg.CommitTime, nil, nil
+		r.txWitnessed, r.txCaptured = r.txWitnessed[:0], r.txCaptured[:0]
 	case *pglogrepl.LogicalDecodingMessage:
 		if msg.Transactional && msg.Prefix == contextPrefix {
 			if c := decodeContext(msg.Content, r.ctxKey, r.txXID); c != nil {
@@ -342,6 +358,12 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		if t != nil {
 			r.txChanges = append(r.txChanges, change{table: t, action: "CREATE", new: tupleTexts(msg.Tuple, nil), ctx: r.txContext})
 			return nil
+		}
+		if ok, err := r.witness(ctx, msg.RelationID, "CREATE", msg.Tuple, nil); ok || err != nil {
+			return err
+		}
+		if rel, ok := r.isPending(msg.RelationID); ok {
+			return r.pendingInserted(ctx, rel, msg.Tuple)
 		}
 		if rel, ok := r.isConfig(msg.RelationID); ok {
 			return r.configChanged(rel, msg.Tuple, nil)
@@ -380,6 +402,9 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 			r.txChanges = append(r.txChanges, c)
 			return nil
 		}
+		if ok, err := r.witness(ctx, msg.RelationID, "UPDATE", msg.NewTuple, msg.OldTuple); ok || err != nil {
+			return err
+		}
 		if rel, ok := r.isConfig(msg.RelationID); ok {
 			return r.configChanged(rel, msg.NewTuple, nil)
 		}
@@ -396,6 +421,9 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 				oldKey: msg.OldTupleType != pglogrepl.DeleteMessageTupleTypeOld, ctx: r.txContext})
 			return nil
 		}
+		if ok, err := r.witness(ctx, msg.RelationID, "DELETE", nil, msg.OldTuple); ok || err != nil {
+			return err
+		}
 		if rel, ok := r.isConfig(msg.RelationID); ok {
 			return r.configChanged(rel, nil, msg.OldTuple)
 		}
@@ -410,6 +438,9 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 			}
 			if t != nil {
 				r.txChanges = append(r.txChanges, change{table: t, action: "TRUNCATE", ctx: r.txContext})
+			}
+			if _, err := r.witness(ctx, id, "TRUNCATE", nil, nil); err != nil {
+				return err
 			}
 			if _, ok := r.isEvents(id); ok {
 				r.recordTampering(ctx, "TRUNCATE", "")
@@ -460,6 +491,9 @@ func (r *receiver) pending() bool {
 
 func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) error {
 	r.inTx = false
+	if err := r.witnessCommitted(ctx, msg); err != nil {
+		return err
+	}
 	events := r.txEvents
 	r.log.Debug("commit", "events", len(events), "wal_changes", len(r.txChanges), "end_lsn", msg.TransactionEndLSN, "pending_seq", r.pendingSeq())
 	if len(r.txChanges) > 0 {
@@ -567,6 +601,9 @@ func (r *receiver) add(e pgtrail.Event, size int) {
 	}
 	r.batch = append(r.batch, e)
 	r.batchBytes += size
+	if len(r.outstanding) > 0 {
+		r.sealedSeen(&e)
+	}
 }
 
 // mayFlush is false while a batch interrupted by a crash is being rebuilt and has not reached

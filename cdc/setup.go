@@ -33,24 +33,35 @@ func prepare(ctx context.Context, conn *pgx.Conn, publication string) error {
 	if !installed {
 		return ErrNotInstalled
 	}
+	// Updates, deletes and truncates are published too: on an INSERT-only trail they can only be
+	// tampering, and the daemon reports them.
+	if err := createPublication(ctx, conn, publication,
+		"FOR TABLE audit.events WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)"); err != nil {
+		return err
+	}
+	// What the WAL's witness of trigger capture reads of audit.pending (witness.go): inserts
+	// only (it has no replica identity, so a publication of its deletes would refuse the
+	// sealer's), a few columns (not the row images).
+	return createPublication(ctx, conn, publication+pendingSuffix,
+		"FOR TABLE audit.pending (id, txid, occurred_at, action_type, resource_type) WITH (publish = 'insert')")
+}
+
+// createPublication creates the publication name with definition unless it exists.
+func createPublication(ctx context.Context, conn *pgx.Conn, name, definition string) error {
 	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_publication WHERE pubname = $1)", publication).Scan(&exists); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_publication WHERE pubname = $1)", name).Scan(&exists); err != nil {
 		return fmt.Errorf("check publication: %w", err)
 	}
 	if exists {
 		return nil
 	}
-	// Updates, deletes and truncates are published too: on an INSERT-only trail they can only be
-	// tampering, and the daemon reports them.
-	_, err := conn.Exec(ctx, fmt.Sprintf(
-		"CREATE PUBLICATION %s FOR TABLE audit.events WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)",
-		pgx.Identifier{publication}.Sanitize()))
+	_, err := conn.Exec(ctx, "CREATE PUBLICATION "+pgx.Identifier{name}.Sanitize()+" "+definition)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created concurrently
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("create publication %s: %w", publication, err)
+		return fmt.Errorf("create publication %s: %w", name, err)
 	}
 	return nil
 }

@@ -185,7 +185,7 @@ func (s *Stream) session(ctx context.Context) error {
 		}
 	}
 	err = pglogrepl.StartReplication(ctx, repl, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", s.cfg.Publication), "messages 'true'"},
+		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s,%s'", s.cfg.Publication, s.cfg.Publication+pendingSuffix), "messages 'true'"},
 	})
 	if err != nil {
 		return fmt.Errorf("start replication: %w", err)
@@ -200,7 +200,8 @@ func (s *Stream) session(ctx context.Context) error {
 		return err
 	}
 	r := &receiver{Stream: s, repl: repl, target: target, relations: map[uint32]*pglogrepl.RelationMessage{},
-		walTables: map[uint32]*walTable{}, confs: confs, confsFromWAL: fromWAL, ctxKey: key, dec: newDecoder()}
+		walTables: map[uint32]*walTable{}, trigTables: map[uint32]*walTable{}, roots: map[string]string{},
+		outstanding: map[string]*captured{}, confs: confs, confsFromWAL: fromWAL, ctxKey: key, dec: newDecoder()}
 	return r.loop(ctx)
 }
 

@@ -1120,3 +1120,98 @@ func TestStream_BackfillCompletesInterruptedBatch(t *testing.T) {
 		t.Fatalf("archive after the stream: %+v, %v; want no batch left interrupted", st, err)
 	}
 }
+
+// TestStream_TriggerModeWitness: in mode trigger the WAL witnesses the capture triggers. Tried,
+// as a superuser: each way to change an audited row with its capture off, with the event
+// triggers that would record turning it off (version 10) disabled first; and deleting a
+// captured entry from audit.pending before the sealer got to it. Must survive: each is a
+// CAPTURE_GAP entry naming the table that verify reports (exit 1); pgtrail's own work and
+// every ordinary change (several rows per statement, an update of an excluded column only, a
+// row moved between partitions, TRUNCATE, a switch to mode wal inside a transaction) raise none.
+func TestStream_TriggerModeWitness(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, fileSink(t))
+	f.noSealer = true // the sealer runs when a case says so: a deleted entry must still be pending
+	testdb.Exec(t, f.db, `CREATE TABLE users (id int PRIMARY KEY, email text, secret text);
+		SELECT audit.enable('users', '{secret}', NULL, 'trigger');
+		CREATE TABLE orders (id int, region text, total int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
+		CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
+		SELECT audit.enable('orders', '{}', NULL, 'trigger');
+		CREATE TABLE switched (id int PRIMARY KEY, v int);
+		SELECT audit.enable('switched', '{}', NULL, 'trigger');
+		INSERT INTO users VALUES (1, 'a@example.com', 's'), (2, 'b@example.com', 's');
+		INSERT INTO orders VALUES (1, 'eu', 10), (2, 'us', 20)`)
+	cfg := f.config(t)
+	cfg.WitnessAge = 300 * time.Millisecond
+	f.start(t, cfg)
+	gaps := func() (n int) {
+		t.Helper()
+		testdb.Seal(t, f.db)
+		if err := f.db.QueryRow(ctx, `SELECT count(*) FROM audit.events WHERE action_type = 'CAPTURE_GAP'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Let the stream catch up with what was just done, then make sure nothing was flagged.
+	settle := func() {
+		t.Helper()
+		waitArchived(t, f, 30*time.Second)
+		time.Sleep(4 * cfg.WitnessAge) // a deleted entry is looked for after WitnessAge
+		waitArchived(t, f, 30*time.Second)
+	}
+	ordinary := `BEGIN; SELECT set_config('pgtrail.actor_id', 'alice', true);
+		INSERT INTO users VALUES (3, 'c@example.com', 's'), (4, 'd@example.com', 's');
+		UPDATE users SET email = email || '.org';
+		UPDATE users SET secret = 't' WHERE id = 1;
+		UPDATE orders SET region = 'us' WHERE id = 1;
+		DELETE FROM users WHERE id = 4;
+		SELECT audit.log_event('LOGIN', 'session', 'alice');
+		COMMIT;
+		BEGIN; UPDATE switched SET v = 1; SELECT audit.enable('switched', '{}', NULL, 'wal'); INSERT INTO switched VALUES (1, 2); COMMIT;
+		SELECT audit.enable('switched', '{}', NULL, 'trigger');
+		TRUNCATE orders`
+	waitArchived(t, f, 30*time.Second) // the stream has made its slot
+	testdb.Exec(t, f.db, ordinary)
+	settle()
+	if n := gaps(); n != 0 {
+		t.Fatalf("ordinary changes with capture on raised %d CAPTURE_GAP entries, want 0", n)
+	}
+	off := `ALTER EVENT TRIGGER pgtrail_capture_check DISABLE; ALTER EVENT TRIGGER pgtrail_capture_drop DISABLE; ALTER EVENT TRIGGER pgtrail_ddl DISABLE;`
+	on := `ALTER EVENT TRIGGER pgtrail_capture_check ENABLE ALWAYS; ALTER EVENT TRIGGER pgtrail_capture_drop ENABLE ALWAYS; ALTER EVENT TRIGGER pgtrail_ddl ENABLE ALWAYS;`
+	cases := []struct {
+		name, sql, table string
+	}{
+		{"TriggersDisabled", off + `ALTER TABLE users DISABLE TRIGGER ALL; UPDATE users SET email = 'mallory@example.com' WHERE id = 1;
+			ALTER TABLE users ENABLE TRIGGER ALL; ALTER TABLE users ENABLE ALWAYS TRIGGER pgtrail_capture;
+			ALTER TABLE users ENABLE ALWAYS TRIGGER pgtrail_capture_truncate;` + on, "public.users"},
+		{"OneOfTwoUncaptured", off + `BEGIN; UPDATE users SET email = 'x' WHERE id = 2; ALTER TABLE users DISABLE TRIGGER pgtrail_capture;
+			UPDATE users SET email = 'y' WHERE id = 3; ALTER TABLE users ENABLE ALWAYS TRIGGER pgtrail_capture; COMMIT;` + on, "public.users"},
+		{"InsertUncaptured", off + `ALTER TABLE users DISABLE TRIGGER pgtrail_capture; INSERT INTO users VALUES (9, 'z', 's');
+			ALTER TABLE users ENABLE ALWAYS TRIGGER pgtrail_capture;` + on, "public.users"},
+		{"PendingEntryDeleted", `UPDATE users SET email = 'w' WHERE id = 2; SET session_replication_role = replica;
+			DELETE FROM audit.pending WHERE resource_type = 'public.users'; RESET session_replication_role`, "public.users"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := gaps()
+			testdb.Exec(t, f.db, c.sql)
+			settle()
+			var named bool
+			if err := f.db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.events WHERE action_type = 'CAPTURE_GAP' AND resource_type = $1
+				AND details ? 'capture_warning')`, c.table).Scan(&named); err != nil {
+				t.Fatal(err)
+			}
+			if after := gaps(); after <= before || !named {
+				t.Errorf("%d CAPTURE_GAP entries before, %d after (one naming %s: %v)", before, after, c.table, named)
+			}
+		})
+	}
+	rep, err := verify.DB(ctx, f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Intact() {
+		t.Error("verify db: intact; want the gaps reported")
+	}
+}

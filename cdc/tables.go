@@ -159,6 +159,7 @@ func (r *receiver) configChanged(rel *pglogrepl.RelationMessage, tuple, old *pgl
 		return errors.New("decode audit.audited_tables: a change without relid")
 	}
 	delete(r.walTables, relid)
+	delete(r.trigTables, relid)
 	r.confDirty = true
 	if tuple == nil {
 		delete(r.confs, relid)
@@ -185,13 +186,24 @@ func (r *receiver) configChanged(rel *pglogrepl.RelationMessage, tuple, old *pgl
 
 // table returns the walTable of a relation in mode wal as configured now (in WAL order), or nil.
 func (r *receiver) table(ctx context.Context, relID uint32) (*walTable, error) {
-	if t, ok := r.walTables[relID]; ok {
+	return r.audited(ctx, relID, "wal", r.walTables)
+}
+
+// triggerTable returns a relation in mode trigger as configured now (in WAL order), or nil: the
+// stream witnesses its changes (witness.go).
+func (r *receiver) triggerTable(ctx context.Context, relID uint32) (*walTable, error) {
+	return r.audited(ctx, relID, "trigger", r.trigTables)
+}
+
+// audited returns a relation audited in mode as configured now, or nil, remembered in cache.
+func (r *receiver) audited(ctx context.Context, relID uint32, mode string, cache map[uint32]*walTable) (*walTable, error) {
+	if t, ok := cache[relID]; ok {
 		return t, nil
 	}
 	rel, known := r.relations[relID]
 	c, audited := r.confs[relID]
-	if !known || !audited || c.Mode != "wal" || rel.Namespace == "audit" {
-		r.walTables[relID] = nil
+	if !known || !audited || c.Mode != mode || rel.Namespace == "audit" {
+		cache[relID] = nil
 		return nil, nil
 	}
 	t := &walTable{rel: rel, pk: c.PK, exclude: c.Exclude}
@@ -204,7 +216,7 @@ func (r *receiver) table(ctx context.Context, relID uint32) (*walTable, error) {
 	if err := r.pool.QueryRow(ctx, `SELECT quote_ident($1) || '.' || quote_ident($2)`, rel.Namespace, rel.RelationName).Scan(&t.name); err != nil {
 		return nil, fmt.Errorf("name relation %s.%s: %w", rel.Namespace, rel.RelationName, err)
 	}
-	r.walTables[relID] = t
+	cache[relID] = t
 	return t, nil
 }
 
@@ -212,6 +224,7 @@ func (r *receiver) table(ctx context.Context, relID uint32) (*walTable, error) {
 // configuration's changes in the WAL, it reads the table's current configuration.
 func (r *receiver) relationChanged(ctx context.Context, msg *pglogrepl.RelationMessage) error {
 	delete(r.walTables, msg.RelationID)
+	delete(r.trigTables, msg.RelationID)
 	if r.confsFromWAL || msg.Namespace == "audit" {
 		return nil
 	}

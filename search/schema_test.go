@@ -281,7 +281,8 @@ func TestConfigChanges_Recorded(t *testing.T) {
 	if err == nil {
 		got, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	}
-	want := []string{"audit.tenant_readers:INSERT", "audit.tenant_readers:INSERT", "audit.pii_columns:INSERT",
+	// The publication's change is enabling customers in mode trigger (schema 12: the WAL witnesses it).
+	want := []string{"audit.tenant_readers:INSERT", "audit.tenant_readers:INSERT", "publication pgtrail:ADD TABLE", "audit.pii_columns:INSERT",
 		"audit.retention_policies:INSERT", "audit.pii_columns:UPDATE"}
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("AUDIT_CONFIG events = %v (%v), want %v", got, err, want)

@@ -201,7 +201,7 @@ func TestAll_StreamedToS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	slot := fmt.Sprintf("verify_%d", rand.Uint32())
-	stream, err := cdc.New(cdc.Config{ConnConfig: cfg, Slot: slot, Publication: slot, BatchEvents: 25,
+	stream, err := cdc.New(cdc.Config{ConnConfig: cfg, Slot: slot, BatchEvents: 25,
 		BatchAge: 50 * time.Millisecond, ExitWhenCaughtUp: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		&archive.Writer{Sink: sink, Key: priv})
 	if err != nil {

@@ -24,7 +24,9 @@ Capture modes:
            wal_level = logical and the replication slot, which enable creates (REPLICATION or
            superuser). Before PostgreSQL 17 a logical slot does not survive a failover.
   trigger  a row trigger writes each change to audit.pending in the writer's transaction: survives
-           a failover to a physical standby; the sealer (stream or seal) chains it.`)
+           a failover to a physical standby; the sealer (stream or seal) chains it. The table
+           gets REPLICA IDENTITY FULL too: pgtrail stream sees its changes in the WAL and records
+           any that no trigger captured (triggers turned off) as a CAPTURE_GAP entry.`)
 	var db dbFlags
 	db.register(fs)
 	exclude := fs.String("exclude-columns", "", "comma-separated columns never written to the trail (e.g. password hashes); a change to them is still recorded, without values")
@@ -123,7 +125,7 @@ Capture modes:
 		fmt.Fprintf(e.stdout, "created replication slot %s: pgtrail stream (or seal --once) chains the changes it keeps\n", *slot)
 	}
 	fmt.Fprintf(e.stdout, "auditing %s in mode %s", name, *mode)
-	if *mode == "wal" {
+	if identity == "full" { // both modes: the stream reads (mode wal) or witnesses (trigger) the WAL
 		fmt.Fprintf(e.stdout, " (replica identity %s: the WAL logs whole old rows)", identity)
 	}
 	if len(cols) > 0 {

@@ -54,7 +54,7 @@ func newVerifySetup(t *testing.T) *verifySetup {
 		emptyDir: t.TempDir()}
 	slot := fmt.Sprintf("verify_cli_%d", rand.Uint32())
 	if code, _, errOut := runCLI(t, vars, "stream", "--archive", s.archiveURL, "--signing-key", filepath.Join(dir, "stream.key"),
-		"--slot", slot, "--publication", slot, "--batch-events", "20", "--batch-age", "20ms", "--exit-when-caught-up"); code != 0 {
+		"--slot", slot, "--batch-events", "20", "--batch-age", "20ms", "--exit-when-caught-up"); code != 0 {
 		t.Fatalf("stream: exit %d: %s", code, errOut)
 	}
 	t.Cleanup(func() { db.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, slot) })
