@@ -13,6 +13,7 @@ export PGTRAIL_VERSITYGW := $(VERSITYGW)
 all: build
 
 build:
+	@echo "building pgtrail and pgtrail-query (DuckDB, cgo) into $(BIN): the first build takes a few minutes, later ones seconds"
 	$(GO) build -o $(PGTRAIL) ./cmd/pgtrail
 	$(GO) build -o $(BIN)/pgtrail-query ./cmd/pgtrail-query
 
@@ -35,6 +36,7 @@ test-short: tools
 	$(GO) test -count=1 -short ./...
 
 demo: build
+	@echo "building and starting the demo (cmd/pgtrail-demo); it runs in under a minute"
 	$(GO) run ./cmd/pgtrail-demo -pgtrail $(PGTRAIL)
 
 clean:
