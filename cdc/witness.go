@@ -127,9 +127,15 @@ func (r *receiver) pendingInserted(ctx context.Context, rel *pglogrepl.RelationM
 	if !captureActions[row.action] {
 		return nil
 	}
-	root, err := r.rootName(ctx, row.table)
-	if err != nil {
-		return err
+	// A row trigger on a partitioned table runs as its partition's; a TRUNCATE trigger is each
+	// table's own (a partition's capture row is that partition truncated, the table's is the
+	// table's).
+	root := row.table
+	if row.action != "TRUNCATE" {
+		var err error
+		if root, err = r.rootName(ctx, row.table); err != nil {
+			return err
+		}
 	}
 	for i := range r.txChanges {
 		if c := &r.txChanges[i]; !c.byTrigger && c.action == row.action && c.table.name == root {

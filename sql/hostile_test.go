@@ -469,3 +469,69 @@ func TestHostile_CaptureTriggerOff(t *testing.T) {
 		t.Errorf("verify db: intact %v, %d capture warnings for %d CAPTURE_GAP entries; want each reported", rep.Intact(), warned, gaps())
 	}
 }
+
+// TestHostile_PartitionTruncated: the owner of a partitioned audited table (no member of any
+// pgtrail role) truncates one partition on its own, in mode trigger and in mode wal, including a
+// partition it created after the table was enabled. Before schema 13 neither mode captured it:
+// the table's statement trigger does not fire for a partition, and the publication sends no
+// TRUNCATE of a lone partition. Must survive: a TRUNCATE entry naming each partition emptied;
+// the new partition given its capture at once (no capture problem, no CAPTURE_GAP for creating
+// it); the partition's TRUNCATE trigger turned off is a CAPTURE_GAP entry.
+func TestHostile_PartitionTruncated(t *testing.T) {
+	db, url := testdb.New(t)
+	ctx := context.Background()
+	testdb.Slot(t, db, "pgtrail")
+	testdb.Exec(t, db, `CREATE ROLE owner_paula LOGIN;
+		CREATE TABLE orders (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
+		CREATE TABLE ledger (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE ledger_eu PARTITION OF ledger FOR VALUES IN ('eu');
+		ALTER TABLE orders OWNER TO owner_paula; ALTER TABLE orders_eu OWNER TO owner_paula;
+		ALTER TABLE ledger OWNER TO owner_paula; ALTER TABLE ledger_eu OWNER TO owner_paula;
+		GRANT CREATE ON SCHEMA public TO owner_paula;
+		SELECT audit.enable('orders', '{}', NULL, 'trigger'); SELECT audit.enable('ledger', '{}', NULL, 'wal')`)
+	paula := connectAs(t, url, "owner_paula")
+	count := func(sql string, args ...any) (n int) {
+		t.Helper()
+		if err := db.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	gaps := func() int {
+		return count(`SELECT count(*) FROM audit.pending WHERE action_type = 'CAPTURE_GAP'`)
+	}
+	if _, err := paula.Exec(ctx, `CREATE TABLE ledger_us PARTITION OF ledger FOR VALUES IN ('us')`); err != nil {
+		t.Fatal(err)
+	}
+	// (A partition of a table in mode trigger clones its capture trigger, whose function only
+	// pgtrail_owner may execute: the superuser creates it, then gives it to the owner.)
+	testdb.Exec(t, db, `CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us'); ALTER TABLE orders_us OWNER TO owner_paula`)
+	if n := gaps(); n != 0 {
+		t.Fatalf("creating partitions of audited tables raised %d CAPTURE_GAP entries, want 0", n)
+	}
+	if n := count(`SELECT count(*) FROM audit.capture_problems()`); n != 0 {
+		t.Errorf("%d capture problems after the owner created partitions, want 0 (they get their capture at once)", n)
+	}
+	for _, part := range []string{"orders_eu", "orders_us", "ledger_eu", "ledger_us"} {
+		t.Run(part, func(t *testing.T) {
+			if _, err := paula.Exec(ctx, `INSERT INTO `+strings.Split(part, "_")[0]+` VALUES (1, '`+strings.Split(part, "_")[1]+`'); TRUNCATE `+part); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(`SELECT count(*) FROM audit.pending WHERE action_type = 'TRUNCATE' AND resource_type = $1`, "public."+part); n != 1 {
+				t.Errorf("TRUNCATE %s alone: %d TRUNCATE entries naming it, want 1", part, n)
+			}
+		})
+	}
+	before := gaps()
+	if _, err := paula.Exec(ctx, `ALTER TABLE orders_us DISABLE TRIGGER pgtrail_capture_truncate`); err != nil {
+		t.Fatal(err)
+	}
+	if gaps() <= before {
+		t.Error("the owner turned a partition's TRUNCATE trigger off: no CAPTURE_GAP entry")
+	}
+	testdb.Exec(t, db, `SELECT audit.disable('orders')`)
+	if n := count(`SELECT count(*) FROM pg_trigger WHERE tgname = 'pgtrail_capture_truncate' AND tgrelid IN ('orders_eu'::regclass, 'orders_us'::regclass)`); n != 0 {
+		t.Errorf("after disable, %d partitions of orders keep a TRUNCATE trigger", n)
+	}
+}
