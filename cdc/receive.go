@@ -39,9 +39,18 @@ type receiver struct {
 	txWitnessed []witnessed
 	txCaptured  []pendingRow
 	outstanding map[string]*captured
-	roots       map[string]string
 	nextWitness time.Time
-	confs       tableConfs
+	// txSwitchAt: tables switched to mode wal in the open transaction, and how many of its
+	// changes came before; confsGuessed: see loadConfs.
+	txSwitchAt   map[uint32]int
+	confsGuessed bool
+	// roots maps the names of audited tables and their partitions to the table's relation id,
+	// as the catalog has them (read at rootsAt, again when a name is unknown, at most every 5 s).
+	roots   map[string]rootEntry
+	rootsAt time.Time
+	// readTo is the end of the WAL read; serverEnd the server's WAL end, as last told.
+	readTo, serverEnd pglogrepl.LSN
+	confs             tableConfs
 	// confsFromWAL: confs changes as audit.audited_tables' changes arrive; confDirty: since
 	// last persisted.
 	confsFromWAL bool
@@ -236,6 +245,12 @@ func (r *receiver) tick(ctx context.Context) (done bool, err error) {
 			r.log.Warn("heartbeat failed", "err", err)
 		}
 	}
+	if r.witnessFrom != 0 && r.acked >= r.witnessFrom {
+		// The WAL from before the publication of audit.pending existed is read: the next
+		// session reads it again.
+		r.witnessFrom = 0
+		return false, errWitnessBack
+	}
 	if !now.Before(r.nextWitness) {
 		r.nextWitness = now.Add(r.cfg.WitnessAge / 2)
 		if err := r.checkOutstanding(ctx); err != nil {
@@ -293,6 +308,10 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 			return fmt.Errorf("parse keepalive: %w", err)
 		}
 		r.received = max(r.received, pkm.ServerWALEnd)
+		r.serverEnd = max(r.serverEnd, pkm.ServerWALEnd)
+		if !r.inTx {
+			r.readTo = max(r.readTo, pkm.ServerWALEnd) // a walsender sends keepalives mostly when it has sent all there is
+		}
 		// Nothing is pending: everything the server has sent is archived (or uploading) or was
 		// not ours.
 		if !r.inTx && !r.pending() {
@@ -308,6 +327,8 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 		}
 		r.lastData = time.Now()
 		r.received = max(r.received, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
+		r.readTo = max(r.readTo, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
+		r.serverEnd = max(r.serverEnd, xld.ServerWALEnd)
 		msg, err := pglogrepl.Parse(xld.WALData)
 		if err != nil {
 			// A message this stream cannot read (pglogrepl refuses a row of a table without
@@ -342,6 +363,7 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		r.inTx, r.txEvents, r.txBytes = true, r.txEvents[:0], 0
 		r.txXID, r.txCommit, r.txContext, r.txChanges = msg.Xid, msg.CommitTime, nil, nil
 		r.txWitnessed, r.txCaptured = r.txWitnessed[:0], r.txCaptured[:0]
+		clear(r.txSwitchAt)
 	case *pglogrepl.LogicalDecodingMessage:
 		if msg.Transactional && msg.Prefix == contextPrefix {
 			if c := decodeContext(msg.Content, r.ctxKey, r.txXID); c != nil {
@@ -375,6 +397,7 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		// Entries this stream chained from the WAL come back here once more: they are in the
 		// batch or archived already, and their seq says so without decoding the rest.
 		if seq, err := strconv.ParseInt(tupleSeq(rel, msg.Tuple), 10, 64); err == nil && seq <= r.pendingSeq() {
+			r.sealedAgain(rel, msg.Tuple)
 			return nil
 		}
 		e, size, err := r.dec.decode(rel, msg.Tuple)

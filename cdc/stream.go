@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -32,6 +33,10 @@ type Stream struct {
 	lastHash []byte
 	// cutAt, when set, is where the next batch must end (a crash interrupted a batch ending there).
 	cutAt int64
+	// witnessFrom, when set, is the WAL position from which the publication of audit.pending
+	// can be read again: until the slot is past it, sessions read the stream's own publication
+	// only (witnessMissing).
+	witnessFrom pglogrepl.LSN
 	// reported: capture problems already recorded by this run (checkCapture).
 	reported map[string]bool
 }
@@ -85,6 +90,10 @@ func (s *Stream) Run(ctx context.Context) error {
 		if err == nil {
 			err = s.session(ctx)
 		}
+		if errors.Is(err, errWitnessBack) || s.witnessMissing(ctx, err) {
+			s.log.Info("restarting the replication session", "reason", err)
+			continue
+		}
 		var fatal *fatalError
 		switch {
 		case err == nil:
@@ -130,6 +139,10 @@ func (s *Stream) session(ctx context.Context) error {
 	rcfg := s.cfg.ConnConfig.Config.Copy()
 	rcfg.RuntimeParams["replication"] = "database"
 	rcfg.RuntimeParams["application_name"] = "pgtrail stream"
+	// The walsender writes values as text in its session's style: the witness reads occurred_at
+	// (witness.go), whatever DateStyle the database or the role sets.
+	rcfg.RuntimeParams["DateStyle"] = "ISO, YMD"
+	rcfg.RuntimeParams["TimeZone"] = "UTC"
 	repl, err := pgconn.ConnectConfig(ctx, rcfg)
 	if err != nil {
 		return fmt.Errorf("replication connect: %w", err)
@@ -185,7 +198,7 @@ func (s *Stream) session(ctx context.Context) error {
 		}
 	}
 	err = pglogrepl.StartReplication(ctx, repl, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s,%s'", s.cfg.Publication, s.cfg.Publication+pendingSuffix), "messages 'true'"},
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.Join(s.publications(), ",") + "'", "messages 'true'"},
 	})
 	if err != nil {
 		return fmt.Errorf("start replication: %w", err)
@@ -195,13 +208,13 @@ func (s *Stream) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	confs, fromWAL, err := s.loadConfs(ctx, !exists)
+	confs, fromWAL, guessed, err := s.loadConfs(ctx, !exists)
 	if err != nil {
 		return err
 	}
 	r := &receiver{Stream: s, repl: repl, target: target, relations: map[uint32]*pglogrepl.RelationMessage{},
-		walTables: map[uint32]*walTable{}, trigTables: map[uint32]*walTable{}, roots: map[string]string{},
-		outstanding: map[string]*captured{}, confs: confs, confsFromWAL: fromWAL, ctxKey: key, dec: newDecoder()}
+		walTables: map[uint32]*walTable{}, trigTables: map[uint32]*walTable{}, txSwitchAt: map[uint32]int{},
+		outstanding: map[string]*captured{}, confs: confs, confsFromWAL: fromWAL, confsGuessed: guessed, ctxKey: key, dec: newDecoder()}
 	return r.loop(ctx)
 }
 

@@ -1217,3 +1217,46 @@ func TestStream_TriggerModeWitness(t *testing.T) {
 		t.Error("verify db: intact; want the gaps reported")
 	}
 }
+
+// TestStream_WitnessHostileInputs: what any role can write into audit.pending, and ordinary
+// settings and DDL, against the witness of trigger capture (found by red-teaming schema 12).
+// Tried: a capture row forged beside a change to a table in mode wal (it used to make the stream
+// leave the change to the sealer, which had only the forged row: the real change was never
+// chained); capture rows naming tables in another database or with too many dots (the stream
+// looked them up, failed, and restarted forever); a database whose DateStyle is not ISO (every
+// change in mode trigger was a false CAPTURE_GAP); renaming a partitioned table in mode trigger
+// (false CAPTURE_GAPs under its old name). Must survive: the real change chained, the stream
+// running, no CAPTURE_GAP entry.
+func TestStream_WitnessHostileInputs(t *testing.T) {
+	ctx := context.Background()
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET datestyle = %L', current_database(), 'SQL, DMY'); END $$;
+		INSERT INTO accounts VALUES (1, 'o', 10);
+		CREATE TABLE parts (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu');
+		SELECT audit.enable('parts', '{}', NULL, 'trigger')`)
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `BEGIN; UPDATE accounts SET balance = 999 WHERE id = 1;
+		INSERT INTO audit.pending (action_type, resource_type, resource_id, outcome, before_state, after_state)
+		VALUES ('UPDATE', 'public.accounts', '1', 'SUCCESS', '{"id": 1, "balance": 10}', '{"id": 1, "balance": 11}'); COMMIT;
+		INSERT INTO audit.pending (action_type, resource_type, outcome) VALUES ('CREATE', 'otherdb.public.t', 'SUCCESS'), ('UPDATE', 'a.b.c.d', 'SUCCESS');
+		INSERT INTO parts VALUES (1, 'eu');
+		ALTER TABLE parts RENAME TO parts_renamed;
+		INSERT INTO parts_renamed VALUES (2, 'eu');
+		UPDATE accounts SET balance = 1000 WHERE id = 1`)
+	waitChained(t, f.db, "public.accounts", 3) // the insert and both updates: the stream goes on
+	waitArchived(t, f, 30*time.Second)
+	var real, gaps int
+	if err := f.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE resource_type = 'public.accounts' AND after_state ->> 'balance' = '999'),
+		count(*) FILTER (WHERE action_type = 'CAPTURE_GAP') FROM audit.events`).Scan(&real, &gaps); err != nil {
+		t.Fatal(err)
+	}
+	if real != 1 {
+		t.Errorf("the change to balance 999 beside a forged capture row: %d entries, want 1", real)
+	}
+	if gaps != 0 {
+		rows, _ := f.db.Query(ctx, `SELECT details::text FROM audit.events WHERE action_type = 'CAPTURE_GAP'`)
+		got, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		t.Errorf("%d CAPTURE_GAP entries, want 0: %v", gaps, got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -33,8 +34,9 @@ type tableConfs map[uint32]tableConf
 // publication of the user's without audit.audited_tables) the current configuration is read at
 // each relation message, as before version 7, and audit.capture_problems reports it. fresh: the
 // slot was just created, so nothing before now will be sent: start from the current
-// configuration, and persist it.
-func (s *Stream) loadConfs(ctx context.Context, fresh bool) (confs tableConfs, fromWAL bool, err error) {
+// configuration, and persist it. guessed: the slot holds WAL from before and no configuration of
+// then was persisted, so the current one stands in for it.
+func (s *Stream) loadConfs(ctx context.Context, fresh bool) (confs tableConfs, fromWAL, guessed bool, err error) {
 	var saved []byte
 	var hasColumn bool
 	// to_jsonb of the row: the column does not exist before schema version 7.
@@ -43,25 +45,25 @@ func (s *Stream) loadConfs(ctx context.Context, fresh bool) (confs tableConfs, f
 	                                            AND p.schemaname = 'audit' AND p.tablename = 'audited_tables')
 	                              FROM audit.chain_head h`, s.cfg.Publication).Scan(&saved, &hasColumn, &fromWAL)
 	if err != nil {
-		return nil, false, fmt.Errorf("read capture configuration: %w", err)
+		return nil, false, false, fmt.Errorf("read capture configuration: %w", err)
 	}
 	fromWAL = fromWAL && hasColumn
 	if fromWAL && !fresh && len(saved) > 0 && string(saved) != "null" {
 		if err := json.Unmarshal(saved, &confs); err != nil {
-			return nil, false, fmt.Errorf("audit.chain_head.wal_config: %w", err)
+			return nil, false, false, fmt.Errorf("audit.chain_head.wal_config: %w", err)
 		}
-		return confs, true, nil
+		return confs, true, false, nil
 	}
 	confs = tableConfs{}
 	if err := s.readConfs(ctx, 0, confs); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if fromWAL {
 		if err := confs.persist(ctx, s); err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 	}
-	return confs, fromWAL, nil
+	return confs, fromWAL, !fresh, nil
 }
 
 // readConfs reads the current configuration of relid (every table when 0) into confs.
@@ -160,6 +162,7 @@ func (r *receiver) configChanged(rel *pglogrepl.RelationMessage, tuple, old *pgl
 	}
 	delete(r.walTables, relid)
 	delete(r.trigTables, relid)
+	r.rootsAt = time.Time{} // tables and partitions may have come or gone
 	r.confDirty = true
 	if tuple == nil {
 		delete(r.confs, relid)
@@ -179,6 +182,13 @@ func (r *receiver) configChanged(rel *pglogrepl.RelationMessage, tuple, old *pgl
 	}
 	if c.Mode == "" {
 		c.Mode = "trigger"
+	}
+	// A switch to mode wal: changes before it in the transaction were captured by the table's
+	// triggers (witness.go). Any configuration change counts while the configuration is guessed.
+	if c.Mode == "wal" && (prev.Mode != "wal" || r.confsGuessed) {
+		if _, ok := r.txSwitchAt[relid]; !ok {
+			r.txSwitchAt[relid] = len(r.txChanges)
+		}
 	}
 	r.confs[relid] = c
 	return nil

@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,6 +31,9 @@ import (
 //     audit.pending nor audit.events, it was deleted before it was sealed (by a superuser: the
 //     guards refuse everyone else), a CAPTURE_GAP entry.
 
+// errWitnessBack ends a session that read without the publication of audit.pending, once it can.
+var errWitnessBack = errors.New("the publication of audit.pending can be read again: restarting the session")
+
 // pendingSuffix names the publication of audit.pending's inserts after the stream's publication.
 const pendingSuffix = "_pending"
 
@@ -54,6 +58,7 @@ type captured struct {
 	ids           []int64
 	sealed        int
 	seen          time.Time
+	lookAt        pglogrepl.LSN // see checkOutstanding
 }
 
 // capturedKey is what a captured entry keeps through sealing.
@@ -96,15 +101,18 @@ func keyText(t *walTable, row []*string) string {
 }
 
 // pendingInserted handles an insert into audit.pending: the entry is remembered until sealed,
-// and a capture row is matched with the change it captured.
+// and a capture row is matched with the change it captured. Any role may insert into
+// audit.pending (capture-shaped rows under its own name): nothing it writes there may stop the
+// stream, and a row it forges covers no change made in mode wal (see witnessCommitted).
 func (r *receiver) pendingInserted(ctx context.Context, rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData) error {
 	var row pendingRow
-	var err error
+	readable := true
 	for i, col := range rel.Columns {
 		if tuple == nil || i >= len(tuple.Columns) || tuple.Columns[i].DataType != pglogrepl.TupleDataTypeText {
 			continue
 		}
 		v := string(tuple.Columns[i].Data)
+		var err error
 		switch col.Name {
 		case "id":
 			row.id, err = strconv.ParseInt(v, 10, 64)
@@ -118,33 +126,32 @@ func (r *receiver) pendingInserted(ctx context.Context, rel *pglogrepl.RelationM
 			row.table = v
 		}
 		if err != nil {
-			// Not the stream's to refuse: the entry goes unwitnessed, said once per row.
-			r.log.Warn("an insert into audit.pending the stream cannot read; not witnessed", "column", col.Name, "value", v, "err", err)
-			return nil
+			// Not found again later; still matched with its change below.
+			r.log.Warn("an insert into audit.pending the stream cannot read; it is not looked for once sealed", "column", col.Name, "value", v, "err", err)
+			readable = false
 		}
 	}
-	r.txCaptured = append(r.txCaptured, row)
+	if readable {
+		r.txCaptured = append(r.txCaptured, row)
+	}
 	if !captureActions[row.action] {
 		return nil
 	}
 	// A row trigger on a partitioned table runs as its partition's; a TRUNCATE trigger is each
 	// table's own (a partition's capture row is that partition truncated, the table's is the
-	// table's).
-	root := row.table
-	if row.action != "TRUNCATE" {
-		var err error
-		if root, err = r.rootName(ctx, row.table); err != nil {
-			return err
-		}
+	// table's): it matches its own table only.
+	relid, ok := r.rootOf(ctx, row.table, row.action != "TRUNCATE")
+	if !ok {
+		return nil
 	}
 	for i := range r.txChanges {
-		if c := &r.txChanges[i]; !c.byTrigger && c.action == row.action && c.table.name == root {
+		if c := &r.txChanges[i]; !c.byTrigger && c.action == row.action && c.table.rel.RelationID == relid {
 			c.byTrigger = true
 			return nil
 		}
 	}
 	for i := range r.txWitnessed {
-		if w := &r.txWitnessed[i]; !w.done && w.action == row.action && w.table.name == root {
+		if w := &r.txWitnessed[i]; !w.done && w.action == row.action && w.table.rel.RelationID == relid {
 			w.done = true
 			return nil
 		}
@@ -171,19 +178,49 @@ func parseTimestamptz(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("not a timestamptz: %q", s)
 }
 
-// rootName is the name of the table a capture row's table is a partition of (a row trigger on
-// a partitioned table runs as its partition's), or name itself.
-func (r *receiver) rootName(ctx context.Context, name string) (string, error) {
-	if root, ok := r.roots[name]; ok {
-		return root, nil
+// rootOf returns the relation id of the audited table named name, or (viaPartition) of the
+// audited table name is a partition of. Names, not ids, because that is what a capture row
+// holds; read from the catalog, not from relation messages, which keep a partitioned table's old
+// name after a rename. No query per name: a role inserting rows with made-up names costs one
+// read of the audited tables every 5 s at most.
+func (r *receiver) rootOf(ctx context.Context, name string, viaPartition bool) (uint32, bool) {
+	e, ok := r.roots[name]
+	if !ok && time.Since(r.rootsAt) > 5*time.Second {
+		r.readRoots(ctx)
+		e, ok = r.roots[name]
 	}
-	var root string
-	err := r.pool.QueryRow(ctx, `SELECT COALESCE(audit.table_name(pg_partition_root(to_regclass($1))), $1)`, name).Scan(&root)
+	return e.relid, ok && (viaPartition || !e.partition)
+}
+
+// rootEntry is an audited table (partition false) or one of its partitions.
+type rootEntry struct {
+	relid     uint32
+	partition bool
+}
+
+func (r *receiver) readRoots(ctx context.Context) {
+	r.rootsAt = time.Now()
+	rows, err := r.pool.Query(ctx, `SELECT audit.table_name(p.relid), a.relid, p.relid <> a.relid
+		FROM audit.audited_tables a CROSS JOIN LATERAL (SELECT a.relid UNION SELECT t.relid FROM pg_partition_tree(a.relid) t) p(relid)`)
 	if err != nil {
-		return "", fmt.Errorf("name the table of %s: %w", name, err)
+		r.log.Warn("could not read the audited tables' partitions", "err", err)
+		return
 	}
-	r.roots[name] = root
-	return root, nil
+	roots := map[string]rootEntry{}
+	for rows.Next() {
+		var name string
+		var e rootEntry
+		if err := rows.Scan(&name, &e.relid, &e.partition); err != nil {
+			r.log.Warn("could not read the audited tables' partitions", "err", err)
+			rows.Close()
+			return
+		}
+		roots[name] = e
+	}
+	rows.Close()
+	if rows.Err() == nil {
+		r.roots = roots
+	}
 }
 
 // witnessCommitted, at a commit: changes to tables in mode wal that a trigger captured are left
@@ -191,9 +228,13 @@ func (r *receiver) rootName(ctx context.Context, name string) (string, error) {
 // anything of the transaction is acknowledged; the transaction's captured entries are
 // remembered.
 func (r *receiver) witnessCommitted(ctx context.Context, msg *pglogrepl.CommitMessage) error {
+	// A capture row covers a change in mode wal only if it was made before its table switched to
+	// mode wal in this transaction: a row forged into audit.pending must not hide a change.
 	kept := r.txChanges[:0]
-	for _, c := range r.txChanges {
-		if !c.byTrigger {
+	for i, c := range r.txChanges {
+		at, switched := r.txSwitchAt[c.table.rel.RelationID]
+		if !c.byTrigger || !switched || i >= at {
+			c.byTrigger = false
 			kept = append(kept, c)
 		}
 	}
@@ -244,25 +285,58 @@ func (r *receiver) sealedSeen(e *pgtrail.Event) {
 	}
 }
 
+// sealedAgain is sealedSeen for an audit.events row the stream skips (archived already: it
+// comes again after a restart, as may the capture that it seals): read from the few columns
+// that say which capture it was, not decoded whole.
+func (r *receiver) sealedAgain(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData) {
+	if len(r.outstanding) == 0 || tuple == nil {
+		return
+	}
+	var e pgtrail.Event
+	for i, col := range rel.Columns {
+		if i >= len(tuple.Columns) || tuple.Columns[i].DataType != pglogrepl.TupleDataTypeText {
+			continue
+		}
+		v := string(tuple.Columns[i].Data)
+		switch col.Name {
+		case "action_type":
+			e.ActionType = v
+		case "resource_type":
+			e.ResourceType = v
+		case "occurred_at":
+			e.OccurredAt, _ = parseTimestamptz(v)
+		case "txid":
+			e.TxID, _ = strconv.ParseUint(v, 10, 64)
+		}
+	}
+	r.sealedSeen(&e)
+}
+
 // checkOutstanding looks for the captured entries unseen for WitnessAge: still in
 // audit.pending (the sealer is behind), sealed (this stream read past them, or before a
 // restart), or neither: deleted before sealing, recorded.
+//
+// An entry unseen for WitnessAge is looked up only once the stream has read the WAL the server
+// had written by then: had it been sealed in time, the stream would have seen it. So a stream
+// catching up (after a start, under a burst) does not look up the many entries whose sealing it
+// has not read yet, a query per thousand that would hold up the reading; and one that stays
+// behind still looks, later. At most a thousand per call: the receive loop waits for it.
 func (r *receiver) checkOutstanding(ctx context.Context) error {
 	cutoff := time.Now().Add(-r.cfg.WitnessAge)
 	var keys []string
 	for k, c := range r.outstanding {
-		if c.seen.Before(cutoff) {
+		switch {
+		case !c.seen.Before(cutoff):
+		case c.lookAt == 0:
+			c.lookAt = r.serverEnd
+		case r.readTo >= c.lookAt && len(keys) < 1000:
 			keys = append(keys, k)
 		}
 	}
-	for len(keys) > 0 {
-		n := min(len(keys), 1000)
-		if err := r.lookFor(ctx, keys[:n]); err != nil {
-			return err
-		}
-		keys = keys[n:]
+	if len(keys) == 0 {
+		return nil
 	}
-	return nil
+	return r.lookFor(ctx, keys)
 }
 
 func (r *receiver) lookFor(ctx context.Context, keys []string) error {
@@ -322,4 +396,37 @@ func (r *receiver) lookFor(ctx context.Context, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// publications are those the stream reads: its own and, unless this session does without
+// (witnessMissing), the one of audit.pending's inserts.
+func (s *Stream) publications() []string {
+	if s.witnessFrom != 0 {
+		return []string{s.cfg.Publication}
+	}
+	return []string{s.cfg.Publication, s.cfg.Publication + pendingSuffix}
+}
+
+// witnessMissing handles a session ended because the publication of audit.pending did not exist
+// at the WAL the slot decodes (WAL written before schema version 12, or before the publication
+// was made again): PostgreSQL 15 reads publications as of the WAL it decodes, and would refuse
+// every session until that WAL is gone. The next sessions read the stream's own publication only,
+// until the WAL written now is acknowledged (receiver.tick ends the session then). It reports
+// whether err was that.
+func (s *Stream) witnessMissing(ctx context.Context, err error) bool {
+	if err == nil || s.witnessFrom != 0 || !strings.Contains(err.Error(), fmt.Sprintf("publication %q does not exist", s.cfg.Publication+pendingSuffix)) {
+		return false
+	}
+	var lsn string
+	if qerr := s.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); qerr != nil {
+		return false
+	}
+	at, perr := pglogrepl.ParseLSN(lsn)
+	if perr != nil {
+		return false
+	}
+	s.witnessFrom = at
+	s.log.Warn("the slot holds WAL from before the publication of audit.pending existed: trigger capture is not witnessed until it is read",
+		"publication", s.cfg.Publication+pendingSuffix, "until_lsn", lsn)
+	return true
 }

@@ -402,7 +402,8 @@ func TestHostile_CaptureTriggerOff(t *testing.T) {
 		CREATE TABLE orders (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
 		CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
 		CREATE TABLE parted (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
-		CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu')`)
+		CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu');
+		CREATE FUNCTION public.fake_capture() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`)
 	// pgtrail's own work: none of it is a gap.
 	testdb.Exec(t, db, `SELECT audit.enable('accounts', '{}', NULL, 'trigger'); SELECT audit.enable('ledger', '{}', NULL, 'wal');
 		SELECT audit.enable('orders', '{}', NULL, 'trigger'); SELECT audit.enable('parted', '{}', NULL, 'wal');
@@ -433,6 +434,11 @@ func TestHostile_CaptureTriggerOff(t *testing.T) {
 		{"OwnerDisables", otto, `ALTER TABLE accounts DISABLE TRIGGER pgtrail_capture`, "public.accounts"},
 		{"OwnerReplicaOnly", otto, `ALTER TABLE accounts ENABLE REPLICA TRIGGER pgtrail_capture`, "public.accounts"},
 		{"OwnerDrops", otto, `DROP TRIGGER pgtrail_capture ON accounts`, "public.accounts"},
+		// Enabled and ALWAYS, but running the owner's function, which writes capture rows of its
+		// choosing (schema 13).
+		{"OwnerReplacesFunction", otto, `CREATE OR REPLACE TRIGGER pgtrail_capture AFTER INSERT OR UPDATE OR DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION public.fake_capture();
+			ALTER TABLE accounts ENABLE ALWAYS TRIGGER pgtrail_capture`, "public.accounts"},
+		{"PartitionTruncateReplaced", db, `CREATE OR REPLACE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON orders_eu FOR EACH STATEMENT EXECUTE FUNCTION public.fake_capture()`, "public.orders"},
 		{"PartitionDisabled", db, `ALTER TABLE orders_eu DISABLE TRIGGER pgtrail_capture`, "public.orders"},
 		{"ContextDisabled", db, `ALTER TABLE ledger DISABLE TRIGGER pgtrail_context`, "public.ledger"},
 	}
@@ -476,7 +482,8 @@ func TestHostile_CaptureTriggerOff(t *testing.T) {
 // the table's statement trigger does not fire for a partition, and the publication sends no
 // TRUNCATE of a lone partition. Must survive: a TRUNCATE entry naming each partition emptied;
 // the new partition given its capture at once (no capture problem, no CAPTURE_GAP for creating
-// it); the partition's TRUNCATE trigger turned off is a CAPTURE_GAP entry.
+// it); the partition's TRUNCATE trigger turned off is a CAPTURE_GAP entry. A foreign partition
+// (which takes no TRUNCATE trigger) does not stop its table from being enabled.
 func TestHostile_PartitionTruncated(t *testing.T) {
 	db, url := testdb.New(t)
 	ctx := context.Background()
@@ -486,6 +493,11 @@ func TestHostile_PartitionTruncated(t *testing.T) {
 		CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
 		CREATE TABLE ledger (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
 		CREATE TABLE ledger_eu PARTITION OF ledger FOR VALUES IN ('eu');
+		CREATE FOREIGN DATA WRAPPER paula_fdw; CREATE SERVER paula_remote FOREIGN DATA WRAPPER paula_fdw;
+		CREATE TABLE remote_log (id int, region text) PARTITION BY LIST (region);
+		CREATE TABLE remote_log_eu PARTITION OF remote_log FOR VALUES IN ('eu');
+		CREATE FOREIGN TABLE remote_log_far PARTITION OF remote_log FOR VALUES IN ('far') SERVER paula_remote;
+		SELECT audit.enable('remote_log', '{}', NULL, 'trigger');
 		ALTER TABLE orders OWNER TO owner_paula; ALTER TABLE orders_eu OWNER TO owner_paula;
 		ALTER TABLE ledger OWNER TO owner_paula; ALTER TABLE ledger_eu OWNER TO owner_paula;
 		GRANT CREATE ON SCHEMA public TO owner_paula;

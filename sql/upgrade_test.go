@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -283,5 +284,52 @@ func TestMigration6_UpgradeToWAL(t *testing.T) {
 	rep, err := verify.DB(ctx, db)
 	if err != nil || !rep.Intact() {
 		t.Errorf("verify db: %v %+v", err, rep.Problems)
+	}
+}
+
+// TestMigration12_UpgradeWithWALInSlot upgrades an installation whose slot still holds WAL from
+// before schema 12 (a change in mode wal not chained yet). PostgreSQL 15 reads publications as of
+// the WAL it decodes, and the publication of audit.pending did not exist then: a stream that
+// asked for it was refused at every start, for good. Must survive: the stream reads on without
+// it, the change is chained, and once past that WAL it reads audit.pending again (a capture row
+// written afterwards is witnessed: no CAPTURE_GAP for a change that has one).
+func TestMigration12_UpgradeWithWALInSlot(t *testing.T) {
+	ctx := context.Background()
+	url := testcontainers.Postgres(t)
+	m := migrator(t, url, false)
+	if err := m.To(ctx, 11); err != nil {
+		t.Fatalf("migrate to 11: %v", err)
+	}
+	db := testdb.Pool(t, url)
+	testdb.Slot(t, db, "pgtrail")
+	testdb.Exec(t, db, `CREATE TABLE acct (id int PRIMARY KEY, v int); SELECT audit.enable('acct', '{}', NULL, 'wal');
+		INSERT INTO acct VALUES (1, 1)`)
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	testdb.Exec(t, db, `CREATE TABLE trig (id int PRIMARY KEY); SELECT audit.enable('trig', '{}', NULL, 'trigger')`)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealOnce := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := cdc.SealOnce(ctx, cdc.Config{ConnConfig: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
+			t.Fatalf("seal the WAL after the upgrade: %v", err)
+		}
+	}
+	sealOnce()
+	testdb.Exec(t, db, `INSERT INTO trig VALUES (1); UPDATE acct SET v = 2`)
+	testdb.Seal(t, db)
+	sealOnce()
+	var acct, trig, gaps int
+	if err := db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE resource_type = 'public.acct'), count(*) FILTER (WHERE resource_type = 'public.trig'),
+		count(*) FILTER (WHERE action_type = 'CAPTURE_GAP') FROM audit.events`).Scan(&acct, &trig, &gaps); err != nil {
+		t.Fatal(err)
+	}
+	if acct != 2 || trig != 1 || gaps != 0 {
+		t.Errorf("after the upgrade: %d entries of acct (want 2), %d of trig (want 1), %d CAPTURE_GAP (want 0)", acct, trig, gaps)
 	}
 }

@@ -7,6 +7,8 @@ ALTER EVENT TRIGGER pgtrail_capture_check DISABLE;
 ALTER EVENT TRIGGER pgtrail_capture_drop DISABLE;
 
 DROP EVENT TRIGGER pgtrail_capture_add;
+DROP EVENT TRIGGER pgtrail_capture_function;
+DROP FUNCTION audit.check_capture_function();
 SELECT audit.drop_trigger(t.relid, 'pgtrail_capture_truncate')
   FROM audit.audited_tables a CROSS JOIN LATERAL pg_partition_tree(a.relid) t WHERE t.relid <> a.relid;
 

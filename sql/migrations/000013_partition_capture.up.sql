@@ -44,15 +44,21 @@ BEGIN
   IF m IS NULL THEN
     RETURN;
   END IF;
+  -- Foreign tables take no TRUNCATE trigger and no replica identity (and their rows are not in
+  -- this database's WAL).
   FOR p IN SELECT c.oid::regclass AS rel, c.relreplident, c.relpersistence FROM pg_partition_tree(target) t JOIN pg_class c ON c.oid = t.relid
-            WHERE t.relid <> target LOOP
+            WHERE t.relid <> target AND c.relkind IN ('r', 'p') LOOP
     created := '{}';
-    IF NOT EXISTS (SELECT FROM pg_trigger x WHERE x.tgrelid = p.rel AND x.tgname = 'pgtrail_capture_truncate' AND NOT x.tgisinternal) THEN
-      EXECUTE format('CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()', p.rel);
+    -- Missing, or (with repair) running some other function than pgtrail's: a table's owner can
+    -- replace a trigger of that name with its own.
+    IF NOT EXISTS (SELECT FROM pg_trigger x WHERE x.tgrelid = p.rel AND x.tgname = 'pgtrail_capture_truncate' AND NOT x.tgisinternal
+                     AND (NOT repair OR x.tgfoid = 'audit.capture_truncate()'::regprocedure)) THEN
+      EXECUTE format('CREATE OR REPLACE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()', p.rel);
       created := created || 'pgtrail_capture_truncate'::text;
     END IF;
-    IF m = 'wal' AND NOT EXISTS (SELECT FROM pg_trigger x WHERE x.tgrelid = p.rel AND x.tgname = 'pgtrail_context' AND NOT x.tgisinternal) THEN
-      EXECUTE format('CREATE TRIGGER pgtrail_context BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION audit.emit_context()', p.rel);
+    IF m = 'wal' AND NOT EXISTS (SELECT FROM pg_trigger x WHERE x.tgrelid = p.rel AND x.tgname = 'pgtrail_context' AND NOT x.tgisinternal
+                                   AND (NOT repair OR x.tgfoid = 'audit.emit_context()'::regprocedure)) THEN
+      EXECUTE format('CREATE OR REPLACE TRIGGER pgtrail_context BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION audit.emit_context()', p.rel);
       created := created || 'pgtrail_context'::text;
     END IF;
     SELECT array_agg(format('ENABLE ALWAYS TRIGGER %I', n)) INTO alter_
@@ -88,6 +94,36 @@ END $$;
 CREATE EVENT TRIGGER pgtrail_capture_add ON ddl_command_end
   WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION audit.capture_new_partitions();
 
+-- A capture trigger is known by its name to the check of version 10, which looks at whether it
+-- is enabled: a table's owner could replace one (CREATE OR REPLACE TRIGGER pgtrail_capture ...)
+-- with its own function, writing capture rows of its choosing, and nothing said so. After any
+-- CREATE TRIGGER, a trigger of pgtrail's names on an audited table or partition that runs
+-- another function than pgtrail's is a CAPTURE_GAP entry.
+CREATE FUNCTION audit.check_capture_function() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN
+    SELECT DISTINCT a.table_name, x.tgrelid::regclass AS rel, x.tgname, x.tgfoid::regprocedure AS fn
+      FROM pg_event_trigger_ddl_commands() c
+      JOIN pg_trigger x ON x.oid = c.objid AND c.classid = 'pg_trigger'::regclass
+      JOIN audit.audited_tables a ON a.relid = x.tgrelid OR a.relid IN (SELECT p.relid FROM pg_partition_ancestors(x.tgrelid) p)
+     WHERE x.tgname IN ('pgtrail_capture', 'pgtrail_capture_truncate', 'pgtrail_context')
+       AND x.tgfoid <> ALL (CASE x.tgname
+             WHEN 'pgtrail_capture' THEN ARRAY['audit.capture()'::regprocedure, 'audit.capture_excluding()'::regprocedure]
+             WHEN 'pgtrail_capture_truncate' THEN ARRAY['audit.capture_truncate()'::regprocedure]
+             ELSE ARRAY['audit.emit_context()'::regprocedure] END)
+  LOOP
+    PERFORM audit.log_event('CAPTURE_GAP', 'table', t.table_name, 'FAILURE', jsonb_build_object(
+      'problem', format('capture trigger %s on %s runs %s, not pgtrail''s: what it writes is not capture', t.tgname, t.rel, t.fn),
+      'fix', format('pgtrail enable %s', t.table_name),
+      'command_tag', TG_TAG, 'query', current_query(), 'seen_by', 'pgtrail event trigger'));
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER pgtrail_capture_function ON ddl_command_end
+  WHEN TAG IN ('CREATE TRIGGER') EXECUTE FUNCTION audit.check_capture_function();
+
 -- Version 12's audit.enable, kept as enable_v12 and called; then the partitions.
 ALTER FUNCTION audit.enable(regclass, text[], text[], text) RENAME TO enable_v12;
 CREATE FUNCTION audit.enable(target regclass, exclude_columns text[], pii_columns text[], mode text) RETURNS void
@@ -111,13 +147,14 @@ ALTER FUNCTION audit.disable(regclass) OWNER TO pgtrail_sealer;
 
 REVOKE ALL ON FUNCTION audit.enable(regclass, text[], text[], text), audit.enable_v12(regclass, text[], text[], text),
   audit.disable(regclass), audit.disable_v10(regclass), audit.capture_partitions(regclass, boolean),
-  audit.capture_new_partitions(), audit.capture_triggers_v10(text, boolean) FROM PUBLIC;
+  audit.capture_new_partitions(), audit.check_capture_function(), audit.capture_triggers_v10(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.enable(regclass, text[], text[], text), audit.disable(regclass), audit.capture_partitions(regclass, boolean) TO pgtrail_owner;
 
 -- The partitions of the tables audited now.
 SELECT audit.capture_partitions(a.relid, true) FROM audit.audited_tables a;
 
 ALTER EVENT TRIGGER pgtrail_capture_add ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_capture_function ENABLE ALWAYS;
 ALTER EVENT TRIGGER pgtrail_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER pgtrail_drop ENABLE ALWAYS;
 ALTER EVENT TRIGGER pgtrail_capture_check ENABLE ALWAYS;
