@@ -77,10 +77,15 @@ type auditedTable struct {
 type partitionInfo struct {
 	Name   string `json:"name"`
 	Bounds string `json:"bounds"`
-	// Rows is the statistics' count of live rows (pg_stat_user_tables.n_live_tup): kept as
-	// rows are inserted, unlike the planner's estimate, which waits for ANALYZE.
-	Rows int64 `json:"rows"`
+	// Rows is counted for a partition of up to exactCountPages pages; for a larger one it is
+	// the statistics' count of live rows (pg_stat_user_tables.n_live_tup, kept as rows are
+	// inserted, but flushed by each backend only every second or so), and Estimated.
+	Rows      int64 `json:"rows"`
+	Estimated bool  `json:"estimated,omitempty"`
 }
+
+// exactCountPages: partitions up to 80 MiB are counted, not estimated (a few tens of ms each).
+const exactCountPages = 10240
 
 func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "status", `status [--json] [--max-pending-age 1m]
@@ -218,19 +223,27 @@ SELECT t.table_name, t.exclude_columns, t.enabled_at, t.enabled_by, t.mode,
 	}
 	rows, err = conn.Query(ctx, `
 SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
-       COALESCE(pg_stat_get_live_tuples(c.oid), greatest(c.reltuples, 0)::bigint)
+       COALESCE(pg_stat_get_live_tuples(c.oid), greatest(c.reltuples, 0)::bigint),
+       pg_relation_size(c.oid) > $1::bigint * current_setting('block_size')::bigint
   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
- WHERE i.inhparent = 'audit.events'::regclass ORDER BY c.relname`)
+ WHERE i.inhparent = 'audit.events'::regclass ORDER BY c.relname`, exactCountPages)
 	if err != nil {
 		return nil, fmt.Errorf("read partitions: %w", err)
 	}
 	st.Partitions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (partitionInfo, error) {
 		var p partitionInfo
-		err := r.Scan(&p.Name, &p.Bounds, &p.Rows)
+		err := r.Scan(&p.Name, &p.Bounds, &p.Rows, &p.Estimated)
 		return p, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read partitions: %w", err)
+	}
+	for i := range st.Partitions {
+		if p := &st.Partitions[i]; !p.Estimated {
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM audit."+pgx.Identifier{p.Name}.Sanitize()).Scan(&p.Rows); err != nil {
+				return nil, fmt.Errorf("count partition %s: %w", p.Name, err)
+			}
+		}
 	}
 	rows, err = conn.Query(ctx, `
 SELECT slot_name, active, confirmed_flush_lsn::text,
@@ -331,7 +344,11 @@ func printStatus(e *env, st *statusReport) {
 	}
 	fmt.Fprintf(e.stdout, "\npartitions (%d):\n", len(st.Partitions))
 	for _, p := range st.Partitions {
-		fmt.Fprintf(e.stdout, "  %s  %s  %d rows\n", p.Name, p.Bounds, p.Rows)
+		approx := ""
+		if p.Estimated {
+			approx = "~"
+		}
+		fmt.Fprintf(e.stdout, "  %s  %s  %s%s\n", p.Name, p.Bounds, approx, plural(p.Rows, "row", "rows"))
 	}
 }
 
