@@ -32,6 +32,11 @@ func SealOnce(ctx context.Context, cfg Config) (int64, error) {
 	if err := s.Run(ctx); err != nil {
 		return t.sealed, err
 	}
+	// Run stops without an error when ctx ends (a daemon asked to stop): here that means it
+	// stopped before it caught up, which a script must not read as done.
+	if ctx.Err() != nil {
+		return t.sealed, fmt.Errorf("stopped before everything committed before the start was chained (%d entries chained): %w", t.sealed, ctx.Err())
+	}
 	return t.sealed, nil
 }
 

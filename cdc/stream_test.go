@@ -1260,3 +1260,31 @@ func TestStream_WitnessHostileInputs(t *testing.T) {
 		t.Errorf("%d CAPTURE_GAP entries, want 0: %v", gaps, got)
 	}
 }
+
+// TestSealOnce_Interrupted: seal --once is stopped (its context ends: SIGTERM, a timeout) while
+// it cannot finish, here because another session holds the chain head. It used to return no
+// error, so `pgtrail seal --once` exited 0 with the change not chained. Must survive: an error,
+// and the change chained by the next run.
+func TestSealOnce_Interrupted(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `INSERT INTO accounts VALUES (1, 'o', 1)`)
+	cfg := f.config(t)
+	ctx := context.Background()
+	lock, err := f.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, `LOCK TABLE audit.chain_head IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := cdc.SealOnce(short, cfg); err == nil {
+		t.Error("SealOnce stopped before it could chain anything, and returned no error")
+	}
+	lock.Rollback(ctx)
+	if _, err := cdc.SealOnce(ctx, cfg); err != nil {
+		t.Fatalf("SealOnce once the head is free: %v", err)
+	}
+	waitChained(t, f.db, "public.accounts", 1)
+}
