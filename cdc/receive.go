@@ -477,11 +477,17 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 
 // tupleSeq returns the seq column's text of a tuple, if present.
 func tupleSeq(rel *pglogrepl.RelationMessage, t *pglogrepl.TupleData) string {
+	return tupleText(rel, t, "seq")
+}
+
+// tupleText returns the text of the column name of a tuple ("" when absent, null or an unchanged
+// TOAST value).
+func tupleText(rel *pglogrepl.RelationMessage, t *pglogrepl.TupleData, name string) string {
 	if rel == nil || t == nil {
 		return ""
 	}
 	for i, c := range rel.Columns {
-		if c.Name == "seq" && i < len(t.Columns) {
+		if c.Name == name && i < len(t.Columns) && t.Columns[i].DataType == pglogrepl.TupleDataTypeText {
 			return string(t.Columns[i].Data)
 		}
 	}

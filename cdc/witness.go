@@ -105,33 +105,15 @@ func keyText(t *walTable, row []*string) string {
 // audit.pending (capture-shaped rows under its own name): nothing it writes there may stop the
 // stream, and a row it forges covers no change made in mode wal (see witnessCommitted).
 func (r *receiver) pendingInserted(ctx context.Context, rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData) error {
-	var row pendingRow
-	readable := true
-	for i, col := range rel.Columns {
-		if tuple == nil || i >= len(tuple.Columns) || tuple.Columns[i].DataType != pglogrepl.TupleDataTypeText {
-			continue
-		}
-		v := string(tuple.Columns[i].Data)
-		var err error
-		switch col.Name {
-		case "id":
-			row.id, err = strconv.ParseInt(v, 10, 64)
-		case "txid":
-			row.txid, err = strconv.ParseUint(v, 10, 64)
-		case "occurred_at":
-			row.at, err = parseTimestamptz(v)
-		case "action_type":
-			row.action = v
-		case "resource_type":
-			row.table = v
-		}
-		if err != nil {
-			// Not found again later; still matched with its change below.
-			r.log.Warn("an insert into audit.pending the stream cannot read; it is not looked for once sealed", "column", col.Name, "value", v, "err", err)
-			readable = false
-		}
-	}
-	if readable {
+	row := pendingRow{action: tupleText(rel, tuple, "action_type"), table: tupleText(rel, tuple, "resource_type")}
+	id, idErr := strconv.ParseInt(tupleText(rel, tuple, "id"), 10, 64)
+	txid, txErr := strconv.ParseUint(tupleText(rel, tuple, "txid"), 10, 64)
+	at, atErr := parseTimestamptz(tupleText(rel, tuple, "occurred_at"))
+	if err := errors.Join(idErr, txErr, atErr); err != nil {
+		// Not found again later; still matched with its change below.
+		r.log.Warn("an insert into audit.pending the stream cannot read; it is not looked for once sealed", "err", err)
+	} else {
+		row.id, row.txid, row.at = id, txid, at
 		r.txCaptured = append(r.txCaptured, row)
 	}
 	if !captureActions[row.action] {
@@ -289,26 +271,12 @@ func (r *receiver) sealedSeen(e *pgtrail.Event) {
 // comes again after a restart, as may the capture that it seals): read from the few columns
 // that say which capture it was, not decoded whole.
 func (r *receiver) sealedAgain(rel *pglogrepl.RelationMessage, tuple *pglogrepl.TupleData) {
-	if len(r.outstanding) == 0 || tuple == nil {
+	if len(r.outstanding) == 0 {
 		return
 	}
-	var e pgtrail.Event
-	for i, col := range rel.Columns {
-		if i >= len(tuple.Columns) || tuple.Columns[i].DataType != pglogrepl.TupleDataTypeText {
-			continue
-		}
-		v := string(tuple.Columns[i].Data)
-		switch col.Name {
-		case "action_type":
-			e.ActionType = v
-		case "resource_type":
-			e.ResourceType = v
-		case "occurred_at":
-			e.OccurredAt, _ = parseTimestamptz(v)
-		case "txid":
-			e.TxID, _ = strconv.ParseUint(v, 10, 64)
-		}
-	}
+	e := pgtrail.Event{ActionType: tupleText(rel, tuple, "action_type"), ResourceType: tupleText(rel, tuple, "resource_type")}
+	e.OccurredAt, _ = parseTimestamptz(tupleText(rel, tuple, "occurred_at"))
+	e.TxID, _ = strconv.ParseUint(tupleText(rel, tuple, "txid"), 10, 64)
 	r.sealedSeen(&e)
 }
 
