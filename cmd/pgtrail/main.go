@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -61,8 +62,12 @@ type env struct {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// PGTRAIL_CPUPROFILE=file writes a CPU profile of the command (go tool pprof): where the
-	// stream's time goes under a benchmark's load.
+	// stream's time goes under a benchmark's load. A path ending in / is a directory that gets
+	// one profile per process (<command>-<pid>.prof): a benchmark runs several commands.
 	if path := os.Getenv("PGTRAIL_CPUPROFILE"); path != "" {
+		if strings.HasSuffix(path, "/") && len(os.Args) > 1 {
+			path += fmt.Sprintf("%s-%d.prof", filepath.Base(os.Args[1]), os.Getpid())
+		}
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f) // written out by StopCPUProfile before the exit
 		}

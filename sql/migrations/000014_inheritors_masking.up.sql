@@ -1,0 +1,130 @@
+-- pgtrail schema version 14: two routes found open after version 13.
+--
+-- A table inheriting from an audited table (INHERITS, not a partition) was not captured: its rows
+-- read as the audited table's (SELECT from the parent shows them, UPDATE and DELETE of the parent
+-- change them), but no trigger of the parent fires for them and the publication holds the
+-- children it had when the parent joined it, not later ones. The parent's owner could create such
+-- a child, or attach a table with INHERIT, and change those rows without a trace. Now the child
+-- is audited with its parent at once, by an event trigger, in the parent's mode with the
+-- parent's excluded and PII columns (an AUDIT_ENABLE entry says so); if it cannot be (the caller
+-- is no member of pgtrail_owner, who alone enable tables), the CREATE or ALTER is refused with
+-- the reason.
+--
+-- audit.events_masked showed readers details.query, the whole text the client sent
+-- (current_query()) with a TRUNCATE or a DDL command: it can hold any literal, and other
+-- statements of the same string (an INSERT of a customer's email). Readers now see it masked in
+-- pgtrail's own entries, and the keys of the changes a CAPTURE_GAP entry names are masked when
+-- the table's key is PII, as resource_id is.
+-- Must run as a superuser. No BEGIN/COMMIT (one implicit transaction).
+
+SELECT audit.require_superuser();
+
+ALTER EVENT TRIGGER pgtrail_ddl DISABLE;
+ALTER EVENT TRIGGER pgtrail_drop DISABLE;
+ALTER EVENT TRIGGER pgtrail_capture_check DISABLE;
+ALTER EVENT TRIGGER pgtrail_capture_drop DISABLE;
+ALTER EVENT TRIGGER pgtrail_capture_add DISABLE;
+ALTER EVENT TRIGGER pgtrail_capture_function DISABLE;
+
+-- The nearest audited table rel inherits from (not as a partition), or NULL.
+CREATE FUNCTION audit.audited_ancestor(rel regclass) RETURNS regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE up(relid, depth) AS (
+    SELECT i.inhparent, 1 FROM pg_inherits i WHERE i.inhrelid = rel
+    UNION
+    SELECT i.inhparent, u.depth + 1 FROM pg_inherits i JOIN up u ON i.inhrelid = u.relid WHERE u.depth < 100
+  )
+  SELECT u.relid::regclass FROM up u JOIN audit.audited_tables a ON a.relid = u.relid ORDER BY u.depth LIMIT 1
+$$;
+
+-- Owned by the superuser who runs this migration, as capture_new_partitions: the triggers and
+-- the publication need their owners' rights; what it does, its caller (a member of
+-- pgtrail_owner who owns the parent) could do itself.
+CREATE FUNCTION audit.capture_inheritors() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c record;
+BEGIN
+  FOR c IN
+    SELECT DISTINCT r.rel, audit.audited_ancestor(r.rel) AS parent
+      FROM (SELECT audit.ddl_relation(d.classid, d.objid)::regclass AS rel FROM pg_event_trigger_ddl_commands() d) r
+      JOIN pg_class k ON k.oid = r.rel
+     WHERE k.relkind IN ('r', 'p') AND NOT k.relispartition
+       AND NOT EXISTS (SELECT FROM audit.audited_tables a WHERE a.relid = r.rel)
+  LOOP
+    CONTINUE WHEN c.parent IS NULL;
+    -- Enabling is for members of pgtrail_owner (a setting of the trail, an AUDIT_ENABLE entry):
+    -- the parent's owner alone may not add a table to the trail, nor a table outside it.
+    IF NOT pg_has_role(session_user, 'pgtrail_owner', 'MEMBER') THEN
+      RAISE EXCEPTION 'pgtrail: % would inherit from the audited table %, and only a member of pgtrail_owner can audit it with it', c.rel, c.parent
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Its rows would read as the audited table''s without being captured. Have a member of pgtrail_owner run this, or make it a partition.';
+    END IF;
+    BEGIN
+      PERFORM audit.enable(c.rel,
+        (SELECT a.exclude_columns FROM audit.audited_tables a WHERE a.relid = c.parent),
+        COALESCE((SELECT p.columns FROM audit.pii_columns p WHERE p.relid = c.parent), '{}'),
+        (SELECT a.mode FROM audit.audited_tables a WHERE a.relid = c.parent));
+    EXCEPTION WHEN OTHERS THEN
+      RAISE EXCEPTION 'pgtrail: % inherits from the audited table %, and cannot be audited with it: %', c.rel, c.parent, SQLERRM
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Its rows would read as the audited table''s without being captured. Make it a partition, or fix the cause and retry.';
+    END;
+  END LOOP;
+END $$;
+-- Named to sort before pgtrail_capture_add and pgtrail_capture_check (event triggers run in name
+-- order): the check must find the child's capture in place.
+CREATE EVENT TRIGGER pgtrail_capture_0inherit ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION audit.capture_inheritors();
+
+REVOKE ALL ON FUNCTION audit.audited_ancestor(regclass), audit.capture_inheritors() FROM PUBLIC;
+
+-- Tables that inherit from an audited table and are not audited (made before this version, or
+-- while the event trigger was off): capture problems.
+ALTER FUNCTION audit.capture_problems(text) RENAME TO capture_problems_v12;
+CREATE FUNCTION audit.capture_problems(publication text DEFAULT 'pgtrail')
+RETURNS TABLE (table_name text, problem text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT * FROM audit.capture_problems_v12($1)
+  UNION ALL
+  SELECT a.table_name, format('%s inherits from it and is not audited: changes to its rows are not captured (run pgtrail enable %s)',
+                              i.inhrelid::regclass, i.inhrelid::regclass)
+    FROM audit.audited_tables a
+    JOIN pg_inherits i ON i.inhparent = a.relid
+    JOIN pg_class k ON k.oid = i.inhrelid
+   WHERE NOT k.relispartition AND NOT EXISTS (SELECT FROM audit.audited_tables b WHERE b.relid = i.inhrelid)
+   ORDER BY 1, 2
+$$;
+ALTER FUNCTION audit.capture_problems(text) OWNER TO pgtrail_sealer;
+REVOKE ALL ON FUNCTION audit.capture_problems(text), audit.capture_problems_v12(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.capture_problems(text) TO pgtrail_owner, pgtrail_auditor;
+
+-- Version 9's view, but for details. Replaced in place: audit.tenant_events returns its rows.
+-- The test of a PII key is written out twice rather than joined: a join or a function would
+-- change how a reader's conditions on audit.events are planned (see version 3's view).
+CREATE OR REPLACE VIEW audit.events_masked WITH (security_barrier) AS
+SELECT v.seq, v.event_id, v.occurred_at, v.txid, v.action_type, v.resource_type,
+       CASE WHEN v.resource_id IS NOT NULL AND EXISTS (
+              SELECT FROM audit.pii_columns p
+               WHERE p.resource_type = v.resource_type
+                 AND p.columns && COALESCE((SELECT a.pk_columns FROM audit.audited_tables a WHERE a.relid = p.relid), p.columns))
+            THEN 'masked:' || left(encode(sha256((SELECT k.key FROM audit.mask_key k) || convert_to(v.resource_id, 'UTF8')), 'hex'), 32)
+            ELSE v.resource_id END AS resource_id,
+       v.outcome, v.actor_id, v.actor_ip, v.actor_ip_raw, v.actor_user_agent, v.request_id, v.tenant_id, v.db_user,
+       v.application_name, v.client_addr, v.changed_columns, v.before_state, v.after_state,
+       CASE WHEN audit.event_class(v.action_type, v.resource_type) NOT IN ('pgtrail', 'config') THEN v.details
+            WHEN EXISTS (
+              SELECT FROM audit.pii_columns p
+               WHERE p.resource_type = v.resource_type
+                 AND p.columns && COALESCE((SELECT a.pk_columns FROM audit.audited_tables a WHERE a.relid = p.relid), p.columns))
+            THEN audit.mask_json(v.details, ARRAY['query', 'changes'])
+            ELSE audit.mask_json(v.details, ARRAY['query']) END AS details
+  FROM audit.events_masked_v3 v;
+
+ALTER EVENT TRIGGER pgtrail_capture_0inherit ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_capture_add ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_capture_function ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_drop ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_capture_check ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_capture_drop ENABLE ALWAYS;
