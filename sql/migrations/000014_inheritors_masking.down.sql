@@ -16,6 +16,25 @@ SELECT v.seq, v.event_id, v.occurred_at, v.txid, v.action_type, v.resource_type,
        v.application_name, v.client_addr, v.changed_columns, v.before_state, v.after_state, v.details
   FROM audit.events_masked_v3 v;
 
+CREATE OR REPLACE FUNCTION audit.emit_signed_context() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v text := json_build_object(
+              'xid', pg_current_xact_id(),
+              'actor_id', current_setting('pgtrail.actor_id', true),
+              'actor_ip', current_setting('pgtrail.actor_ip', true),
+              'user_agent', current_setting('pgtrail.user_agent', true),
+              'request_id', current_setting('pgtrail.request_id', true),
+              'tenant_id', current_setting('pgtrail.tenant_id', true),
+              'db_user', COALESCE(NULLIF(current_setting('role'), 'none'), SESSION_USER::text),
+              'application_name', current_setting('application_name'),
+              'client_addr', inet_client_addr())::text;
+BEGIN
+  PERFORM pg_logical_emit_message(true, 'pgtrail.context',
+            v || E'\n' || encode(sha256(k.key || sha256(k.key || convert_to(v, 'UTF8'))), 'hex'))
+     FROM audit.context_key k;
+END $$;
+
 DROP FUNCTION audit.capture_problems(text);
 ALTER FUNCTION audit.capture_problems_v12(text) RENAME TO capture_problems;
 GRANT EXECUTE ON FUNCTION audit.capture_problems(text) TO pgtrail_owner, pgtrail_auditor;
