@@ -117,6 +117,10 @@ func (m *imager) query(ctx context.Context, timeout time.Duration, sql string, a
 		cfg := m.s.cfg.ConnConfig.Copy()
 		cfg.RuntimeParams["search_path"] = "pg_catalog, pg_temp"
 		cfg.RuntimeParams["application_name"] = "pgtrail stream (row images)"
+		// Timestamps in UTC, as the WAL's texts (the replication connection's settings) and the
+		// images built in Go (images.go) have them, whatever the server's default.
+		cfg.RuntimeParams["TimeZone"] = "UTC"
+		cfg.RuntimeParams["DateStyle"] = "ISO"
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
@@ -148,6 +152,9 @@ func (m *imager) query(ctx context.Context, timeout time.Duration, sql string, a
 // images are built from the column texts instead, and flagged; when even that fails (a value too
 // large for jsonb), the entry keeps no images, flagged. No value stops the trail.
 func (s *Stream) images(ctx context.Context, m *imager, t *walTable, changes []*change, events []*pgtrail.Event) error {
+	if jsonImages(t, changes, events) {
+		return nil
+	}
 	if !t.untyped {
 		err := s.typedImages(ctx, m, t, changes, events, "", s.cfg.ImagesTimeout)
 		if err == nil || ctx.Err() != nil {
@@ -218,20 +225,7 @@ func (s *Stream) typedImages(ctx context.Context, m *imager, t *walTable, change
 	}
 	for k, c := range changes {
 		hasOld[k], hasNew[k] = c.old != nil, c.new != nil
-		var w []string
-		if c.ctx == nil {
-			w = append(w, warnNoContext)
-		}
-		if c.oldKey {
-			w = append(w, warnOldImage)
-		}
-		if failure != "" {
-			w = append(w, warnText+failure)
-		}
-		if len(w) > 0 {
-			joined := strings.Join(w, "; ")
-			warn[k] = &joined
-		}
+		warn[k] = changeWarning(c, failure)
 		for i := 0; i < n; i++ {
 			if i < len(c.old) {
 				old[i][k] = c.old[i]
@@ -249,6 +243,26 @@ func (s *Stream) typedImages(ctx context.Context, m *imager, t *walTable, change
 		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
 	return nil
+}
+
+// changeWarning is a change's details.capture_warning: made without context, with only the key
+// in its old image, or (failure) with images kept as text; nil when none.
+func changeWarning(c *change, failure string) *string {
+	var w []string
+	if c.ctx == nil {
+		w = append(w, warnNoContext)
+	}
+	if c.oldKey {
+		w = append(w, warnOldImage)
+	}
+	if failure != "" {
+		w = append(w, warnText+failure)
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	joined := strings.Join(w, "; ")
+	return &joined
 }
 
 // scanImages runs an images query and scans one row into each event, in order.

@@ -140,7 +140,8 @@ func (s *Stream) session(ctx context.Context) error {
 	rcfg.RuntimeParams["replication"] = "database"
 	rcfg.RuntimeParams["application_name"] = "pgtrail stream"
 	// The walsender writes values as text in its session's style: the witness reads occurred_at
-	// (witness.go), whatever DateStyle the database or the role sets.
+	// (witness.go), and row images are built from the texts (images.go), whatever DateStyle and
+	// TimeZone the database or the role sets.
 	rcfg.RuntimeParams["DateStyle"] = "ISO, YMD"
 	rcfg.RuntimeParams["TimeZone"] = "UTC"
 	repl, err := pgconn.ConnectConfig(ctx, rcfg)
