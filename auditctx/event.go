@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Actions commonly recorded with Log. Any upper-case word of letters, digits and underscores
@@ -41,6 +42,11 @@ type Event struct {
 	// Details is encoded with encoding/json into the entry's details; nil means none. It is stored
 	// in the tamper-evident trail for good: keep secrets and needless personal data out of it.
 	Details any
+	// Autonomous records the event even if the transaction rolls back (a FAILED_LOGIN whose
+	// transaction then fails): audit.log_event_autonomous, which writes it to the WAL at once for
+	// pgtrail stream to chain. It needs the stream's replication slot (refused without one) and
+	// an application event type (not one of pgtrail's own).
+	Autonomous bool
 }
 
 // ErrInvalidEvent is returned (wrapped) by Log and LogSQL for an Event that audit.log_event would
@@ -68,11 +74,15 @@ func logStatement(ctx context.Context, e Event) (string, []any, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	q := logEventSQL
 	a, ok := From(ctx)
-	if !ok {
-		return logEventSQL, args, nil
+	if ok {
+		q, args = logEventWithActorSQL, append(args, settingArgs(a)...)
 	}
-	return logEventWithActorSQL, append(args, settingArgs(a)...), nil
+	if e.Autonomous {
+		q = strings.Replace(q, "audit.log_event(", "audit.log_event_autonomous(", 1)
+	}
+	return q, args, nil
 }
 
 // args validates e and returns the arguments of audit.log_event.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail/auditctx"
+	"github.com/pgtrail/pgtrail/cdc"
+	"github.com/pgtrail/pgtrail/internal/testdb"
 )
 
 // TestLog_CommitsWithTransaction writes a row and logs an event in one transaction: both are
@@ -394,5 +397,61 @@ func TestMiddleware_ReachesAuditRow(t *testing.T) {
 					e.ActorID, str(e.ActorIP), str(e.UserAgent), str(e.RequestID), str(e.TenantID), tt.wantIP, tt.name)
 			}
 		})
+	}
+}
+
+// TestLog_AutonomousSurvivesRollback logs a FAILED_LOGIN with Autonomous set in transactions that
+// roll back, through pgx and database/sql: each must reach the trail all the same, with the
+// context's actor, once pgtrail's stream (here seal --once's share of it) has read the WAL. The
+// business write of the same transaction must not.
+func TestLog_AutonomousSurvivesRollback(t *testing.T) {
+	t.Parallel()
+	db := setup(t)
+	slot := "pgtrail_" + randomHex(6) // slot names are the cluster's
+	testdb.Exec(t, db.admin, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	pool := db.pool(t, 2, false)
+	sdb := db.sqlDB(t, 2)
+	ctx := auditctx.With(context.Background(), auditctx.Actor{ID: "mallory", RequestID: "r-9"})
+	failed := func(id string) auditctx.Event {
+		return auditctx.Event{Action: auditctx.ActionFailedLogin, ResourceType: "session", ResourceID: id,
+			Outcome: auditctx.Failure, Details: map[string]any{"reason": "bad password"}, Autonomous: true}
+	}
+	tx, err := auditctx.BeginTx(ctx, pool, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, insertItem, 1, "mallory", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := auditctx.Log(ctx, tx, failed("pgx")); err != nil {
+		t.Fatal(err)
+	}
+	tx.Rollback(ctx)
+	stx, err := auditctx.BeginSQLTx(ctx, sdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auditctx.LogSQL(ctx, stx, failed("sql")); err != nil {
+		t.Fatal(err)
+	}
+	stx.Rollback()
+
+	cfg, err := pgx.ParseConfig(db.admin.Config().ConnConfig.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cdc.SealOnce(context.Background(), cdc.Config{ConnConfig: cfg, Slot: slot}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range db.events(t, "session") {
+		got = append(got, e.Action+":"+str(e.ResourceID)+":"+e.Outcome+":"+e.ActorID+":"+str(e.RequestID)+":"+fmt.Sprint(e.Details["reason"]))
+	}
+	want := []string{"FAILED_LOGIN:pgx:FAILURE:mallory:r-9:bad password", "FAILED_LOGIN:sql:FAILURE:mallory:r-9:bad password"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("events: %q, want %q", got, want)
+	}
+	if rows := db.events(t, "public.items"); len(rows) != 0 {
+		t.Errorf("the rolled back insert reached the trail: %+v", rows)
 	}
 }

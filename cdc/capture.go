@@ -3,9 +3,7 @@ package cdc
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -92,6 +90,8 @@ type walTx struct {
 	commit  time.Time
 	end     pglogrepl.LSN
 	changes []change
+	// event, instead of changes: an autonomous event (autonomous.go).
+	event *autonomousEvent
 }
 
 // imager runs the row-images queries on a connection of its own, closed after each batch: the
@@ -406,7 +406,8 @@ func actAsSealer(ctx context.Context, tx pgx.Tx) error {
 }
 
 // recordGap chains a CAPTURE_GAP entry when the slot is created anew while tables are in mode
-// wal: their changes between the last one chained (the head's wal_lsn) and the new slot's
+// wal, or after a stream chained from the WAL before (the head's wal_lsn is set): changes of
+// those tables, and autonomous events, between the last one chained and the new slot's
 // consistent point at reached no slot, and are lost.
 func (s *Stream) recordGap(ctx context.Context, at string) error {
 	var tables []string
@@ -418,10 +419,10 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 	if err != nil {
 		return fmt.Errorf("read capture state: %w", err)
 	}
-	if len(tables) == 0 {
-		return nil // no table in mode wal: nothing was lost
+	if len(tables) == 0 && from == "0/0" {
+		return nil // no table in mode wal, nothing ever chained from the WAL: nothing was lost
 	}
-	s.log.Error("CAPTURE GAP: the replication slot was created anew while tables are in mode wal: their changes since the last one chained are lost",
+	s.log.Error("CAPTURE GAP: the replication slot was created anew: changes to tables in mode wal and autonomous events since the last one chained are lost",
 		"slot", s.cfg.Slot, "to_lsn", at, "tables", tables)
 	return s.recordFlagged(ctx, "replication slot", s.cfg.Slot, map[string]any{
 		"from_lsn": from, "to_lsn": at, "since": since, "tables": tables, "capture_warning": warnGap})
@@ -521,10 +522,20 @@ func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint6
 		if txid >= next && txid >= 1<<32 {
 			txid -= 1 << 32
 		}
-		for i := range t.changes {
-			c := &t.changes[i]
-			e := pgtrail.Event{EventID: newUUID(), OccurredAt: t.commit.UTC().Truncate(time.Microsecond), TxID: txid,
-				ActionType: c.action, ResourceType: c.table.name, Outcome: "SUCCESS", DBUser: unknownUser, ChangedColumns: []string{}}
+		changes := t.changes
+		if t.event != nil {
+			changes = []change{{action: t.event.ActionType, ctx: &t.event.sessionContext}}
+		}
+		for i := range changes {
+			c := &changes[i]
+			var e pgtrail.Event
+			if t.event != nil {
+				e = t.event.entry()
+				e.DBUser = unknownUser
+			} else {
+				e = pgtrail.Event{EventID: newUUID(), OccurredAt: t.commit.UTC().Truncate(time.Microsecond), TxID: txid,
+					ActionType: c.action, ResourceType: c.table.name, Outcome: "SUCCESS", DBUser: unknownUser, ChangedColumns: []string{}}
+			}
 			if x := c.ctx; x != nil {
 				if v, err := strconv.ParseUint(x.XID, 10, 64); err == nil {
 					e.TxID = v
@@ -545,7 +556,9 @@ func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint6
 			if e.ActorID == "" {
 				e.ActorID = e.DBUser
 			}
-			if c.action == "TRUNCATE" {
+			if t.event != nil {
+				// An application event: no images.
+			} else if c.action == "TRUNCATE" {
 				if c.ctx == nil {
 					if err := s.flag(ctx, &e, warnNoContext); err != nil {
 						return nil, fmt.Errorf("flag a truncate: %w", err)
@@ -614,18 +627,8 @@ func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint6
 // context: nil, never an error. The transaction's changes then keep the context before it, or
 // none (and are flagged).
 func decodeContext(content []byte, key []byte, xid uint32) *sessionContext {
-	i := bytes.LastIndexByte(content, '\n')
-	if i < 0 || len(key) == 0 {
-		return nil
-	}
-	body, mac := content[:i], content[i+1:]
-	if len(mac) != 2*sha256.Size {
-		return nil
-	}
-	inner := sha256.Sum256(append(append([]byte(nil), key...), body...))
-	want := sha256.Sum256(append(append([]byte(nil), key...), inner[:]...))
-	got := make([]byte, sha256.Size)
-	if n, err := hex.Decode(got, mac); err != nil || n != sha256.Size || !hmac.Equal(got, want[:]) {
+	body := signedBody(content, key)
+	if body == nil {
 		return nil
 	}
 	var c sessionContext

@@ -365,6 +365,9 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		r.txWitnessed, r.txCaptured = r.txWitnessed[:0], r.txCaptured[:0]
 		clear(r.txSwitchAt)
 	case *pglogrepl.LogicalDecodingMessage:
+		if !msg.Transactional && msg.Prefix == eventPrefix {
+			return r.autonomous(ctx, msg)
+		}
 		if msg.Transactional && msg.Prefix == contextPrefix {
 			if c := decodeContext(msg.Content, r.ctxKey, r.txXID); c != nil {
 				r.txContext = c

@@ -579,12 +579,7 @@ func TestStream_WALCapture(t *testing.T) {
 	testdb.Exec(t, f.db, `TRUNCATE accounts`)
 	write(t, f.db, 10, 20, 4)
 	waitChained(t, f.db, "public.accounts", 9+40)
-	waitArchived(t, f, 60*time.Second)
-	if err := f.wait(t); err != nil {
-		t.Fatalf("Run after cancel: %v", err)
-	}
-	got, want := archivetest.Events(t, f.sink), dbEvents(t, f.db)
-	sameEvents(t, got, want)
+	want := f.drained(t)
 
 	var acts []string
 	for _, e := range want {
@@ -629,6 +624,19 @@ func TestStream_WALCapture(t *testing.T) {
 			}
 		}
 	}
+}
+
+// drained waits until the stream has archived everything, stops it, checks that the archive
+// holds what audit.events holds, and returns the entries.
+func (f *fixture) drained(t *testing.T) []pgtrail.Event {
+	t.Helper()
+	waitArchived(t, f, 60*time.Second)
+	if err := f.wait(t); err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	want := dbEvents(t, f.db)
+	sameEvents(t, archivetest.Events(t, f.sink), want)
+	return want
 }
 
 // dropSlot drops the slot pgtrail as a superuser would, once the walsender that read it (which
@@ -1287,4 +1295,134 @@ func TestSealOnce_Interrupted(t *testing.T) {
 		t.Fatalf("SealOnce once the head is free: %v", err)
 	}
 	waitChained(t, f.db, "public.accounts", 1)
+}
+
+// TestStream_AutonomousEvents: audit.log_event_autonomous records an application event even when
+// the caller's transaction rolls back (schema 15). Tried, as an application role: a FAILED_LOGIN
+// logged in a transaction that then rolls back, a LOGIN logged in the middle of a transaction of
+// changes in mode wal; the function's message forged (any session can emit one with its prefix)
+// to claim another actor and a reserved type; the function called with a reserved type and with
+// pgtrail's own details keys. What must survive: the two genuine events, once each across a
+// restart of the stream, in WAL order (the LOGIN before the changes its transaction committed
+// after it), with the caller's context, in audit.events and the archive; nothing forged; a chain
+// that verifies. Without a slot to read it the function refuses rather than lose the event.
+func TestStream_AutonomousEvents(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE ROLE auto_app LOGIN; GRANT SELECT, INSERT, UPDATE ON accounts TO auto_app`)
+	cfg, err := pgx.ParseConfig(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = "auto_app"
+	app, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(context.Background())
+	f.start(t, f.config(t))
+	ctx := context.Background()
+	if _, err := app.Exec(ctx, `BEGIN; SET LOCAL pgtrail.actor_id = 'mallory'; SET LOCAL pgtrail.actor_ip = '198.51.100.9';
+		SELECT audit.log_event_autonomous('FAILED_LOGIN', 'user', 'alice', 'FAILURE', '{"reason": "bad password", "tries": null}'); ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `BEGIN; INSERT INTO accounts VALUES (1, 'alice', 1);
+		SELECT audit.log_event_autonomous('LOGIN', 'user', 'alice'); UPDATE accounts SET balance = 2 WHERE id = 1; COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	forged := `{"event_id": "00000000-0000-4000-8000-000000000001", "occurred_at": "2026-01-01T00:00:00Z", "xid": "1",
+		"action_type": "%s", "resource_type": "user", "outcome": "SUCCESS", "db_user": "alice", "actor_id": "alice"}`
+	for _, action := range []string{"LOGIN", "TAMPERING"} {
+		if _, err := app.Exec(ctx, `SELECT pg_logical_emit_message(false, 'pgtrail.event', $1::text || E'\n' || repeat('0', 64))`,
+			fmt.Sprintf(forged, action)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, call := range []string{
+		`SELECT audit.log_event_autonomous('TAMPERING', 'audit.events', '1', 'FAILURE')`,
+		`SELECT audit.log_event_autonomous('UPDATE', 'public.accounts', '1')`,
+		`SELECT audit.log_event_autonomous('LOGIN', 'user', 'alice', 'SUCCESS', '{"capture_warning": "cry wolf"}')`,
+	} {
+		if _, err := app.Exec(ctx, call); err == nil {
+			t.Errorf("%s: accepted, want refused", call)
+		}
+	}
+	waitChained(t, f.db, "user", 2)
+	waitArchived(t, f, 60*time.Second)
+	// Again after a restart: the slot sends nothing twice.
+	f.stop()
+	if err := f.wait(t); err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `UPDATE accounts SET balance = 3`)
+	waitChained(t, f.db, "public.accounts", 3)
+	want := f.drained(t)
+	var acts []string
+	for _, e := range want {
+		switch e.ResourceType {
+		case "user":
+			acts = append(acts, fmt.Sprintf("%s:%s:%s:%s:%s:%s:%s", e.ActionType, e.Outcome, str(e.ResourceID), e.ActorID, str(e.ActorIP), e.DBUser, str(e.Details)))
+		case "public.accounts":
+			acts = append(acts, e.ActionType)
+		}
+	}
+	wantActs := []string{`FAILED_LOGIN:FAILURE:alice:mallory:198.51.100.9:auto_app:{"tries": null, "reason": "bad password"}`,
+		"LOGIN:SUCCESS:alice:auto_app:<nil>:auto_app:<nil>", "CREATE", "UPDATE", "UPDATE"}
+	if strings.Join(acts, " ") != strings.Join(wantActs, " ") {
+		t.Errorf("entries:\n got %q\nwant %q", acts, wantActs)
+	}
+	rep, err := verify.DB(ctx, f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Errorf("verify db: %+v", rep.Problems)
+	}
+
+	db, _ := testdb.New(t)
+	if _, err := db.Exec(ctx, `SELECT audit.log_event_autonomous('LOGIN', 'user', 'alice')`); err == nil ||
+		!strings.Contains(err.Error(), "no logical replication slot") {
+		t.Errorf("without a slot: %v, want refused (no logical replication slot)", err)
+	}
+
+	// With no table in mode wal, a slot created anew after autonomous events were chained from
+	// the WAL may have lost some (emitted while it was gone): a CAPTURE_GAP entry says so.
+	g := setup(t, fileSink(t))
+	gcfg := g.config(t)
+	gcfg.Slot = "pgtrail_autonomous" // slot names are the cluster's: f's database has pgtrail
+	g.start(t, gcfg)
+	waitSlot(t, g.db)
+	testdb.Exec(t, g.db, `SELECT audit.log_event_autonomous('LOGIN', 'user', 'bob')`)
+	waitChained(t, g.db, "user", 1)
+	g.stop()
+	if err := g.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := g.db.Exec(ctx, `SELECT pg_drop_replication_slot('pgtrail_autonomous')`); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("drop slot: %v", err)
+		}
+	}
+	g.start(t, gcfg)
+	waitChained(t, g.db, "replication slot", 1)
+}
+
+// waitSlot waits until the stream's slot is made (its creation done: a confirmed position).
+func waitSlot(t *testing.T, db *pgxpool.Pool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		if err := db.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_replication_slots
+			WHERE database = current_database() AND confirmed_flush_lsn IS NOT NULL)`).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no slot made within 30s")
+		}
+	}
 }

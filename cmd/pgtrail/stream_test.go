@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,7 +115,7 @@ func killRepeatedly(t *testing.T, mode string) {
 		"--batch-events", "40", "--batch-age", "30ms", "--seal-interval", "20ms", "--heartbeat", "200ms"}
 
 	ctx, stopWrites := context.WithCancel(context.Background())
-	var written atomic.Int64
+	var written, autonomous atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
@@ -126,6 +127,17 @@ func killRepeatedly(t *testing.T, mode string) {
 				}
 				if _, err := db.Exec(ctx, `UPDATE accounts SET balance = 1 WHERE id = $1`, i); err == nil {
 					written.Add(1)
+				}
+				// An autonomous event (schema 15) in a transaction that rolls back: refused
+				// while no slot is made (in mode trigger the daemon creates it, and is killed
+				// while creating it more often than not), then recorded all the same.
+				if i%10 == w {
+					if tx, err := db.Begin(context.Background()); err == nil {
+						if _, err := tx.Exec(context.Background(), `SELECT audit.log_event_autonomous('FAILED_LOGIN', 'user', $1, 'FAILURE')`, strconv.Itoa(i)); err == nil {
+							autonomous.Add(1)
+						}
+						tx.Rollback(context.Background())
+					}
 				}
 			}
 		}(w)
@@ -191,7 +203,12 @@ func killRepeatedly(t *testing.T, mode string) {
 	if err != nil || entries != changes || distinct != changes {
 		t.Fatalf("%d changes made, %d entries (%d distinct) in the trail (%v)", changes, entries, distinct, err)
 	}
-	t.Logf("mode %s: %d kills, %d entries chained and archived exactly once", mode, kills, len(want))
+	var failed, failedIDs int
+	if err := db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT resource_id) FROM audit.events WHERE action_type = 'FAILED_LOGIN'`).Scan(&failed, &failedIDs); err != nil ||
+		failed != int(autonomous.Load()) || failedIDs != failed || (mode == "wal" && failed == 0) {
+		t.Fatalf("%d autonomous events logged, %d in the trail (%d distinct) (%v)", autonomous.Load(), failed, failedIDs, err)
+	}
+	t.Logf("mode %s: %d kills, %d entries chained and archived exactly once (%d autonomous events)", mode, kills, len(want), failed)
 }
 
 // TestStream_BadSetup tries the mistakes a user makes at the first start: each must end with a

@@ -35,6 +35,7 @@ BEGIN
      FROM audit.context_key k;
 END $$;
 
+DROP FUNCTION audit.session_context();
 DROP FUNCTION audit.capture_problems(text);
 ALTER FUNCTION audit.capture_problems_v12(text) RENAME TO capture_problems;
 GRANT EXECUTE ON FUNCTION audit.capture_problems(text) TO pgtrail_owner, pgtrail_auditor;

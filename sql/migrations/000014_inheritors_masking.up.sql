@@ -122,6 +122,24 @@ SELECT v.seq, v.event_id, v.occurred_at, v.txid, v.action_type, v.resource_type,
             ELSE audit.mask_json(v.details, ARRAY['query']) END AS details
   FROM audit.events_masked_v3 v;
 
+-- The session's context as pgtrail's messages carry it (the stream's sessionContext). No SET
+-- clause (a function with one costs a settings save and restore per call, on the application's
+-- path): its callers, SECURITY DEFINER functions, pin the search path, and it names pg_catalog.
+CREATE FUNCTION audit.session_context() RETURNS json
+LANGUAGE sql STABLE
+RETURN pg_catalog.json_build_object(
+  'xid', pg_catalog.pg_current_xact_id(),
+  'actor_id', pg_catalog.current_setting('pgtrail.actor_id', true),
+  'actor_ip', pg_catalog.current_setting('pgtrail.actor_ip', true),
+  'user_agent', pg_catalog.current_setting('pgtrail.user_agent', true),
+  'request_id', pg_catalog.current_setting('pgtrail.request_id', true),
+  'tenant_id', pg_catalog.current_setting('pgtrail.tenant_id', true),
+  'db_user', COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), SESSION_USER::text),
+  'application_name', pg_catalog.current_setting('application_name'),
+  'client_addr', pg_catalog.inet_client_addr());
+ALTER FUNCTION audit.session_context() OWNER TO pgtrail_sealer;
+REVOKE ALL ON FUNCTION audit.session_context() FROM PUBLIC;
+
 -- The context message of mode wal, without its NULL fields and spaces: it is written to the WAL
 -- once per transaction on the application's path, and was a third of what capture added there
 -- (328 of about 800 bytes per transaction with no pgtrail.* setting made). The stream reads a
@@ -129,16 +147,7 @@ SELECT v.seq, v.event_id, v.occurred_at, v.txid, v.action_type, v.resource_type,
 CREATE OR REPLACE FUNCTION audit.emit_signed_context() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  v text := json_strip_nulls(json_build_object(
-              'xid', pg_current_xact_id(),
-              'actor_id', current_setting('pgtrail.actor_id', true),
-              'actor_ip', current_setting('pgtrail.actor_ip', true),
-              'user_agent', current_setting('pgtrail.user_agent', true),
-              'request_id', current_setting('pgtrail.request_id', true),
-              'tenant_id', current_setting('pgtrail.tenant_id', true),
-              'db_user', COALESCE(NULLIF(current_setting('role'), 'none'), SESSION_USER::text),
-              'application_name', current_setting('application_name'),
-              'client_addr', inet_client_addr()))::text;
+  v text := json_strip_nulls(audit.session_context())::text;
 BEGIN
   PERFORM pg_logical_emit_message(true, 'pgtrail.context',
             v || E'\n' || encode(sha256(k.key || sha256(k.key || convert_to(v, 'UTF8'))), 'hex'))
