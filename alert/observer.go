@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/cdc"
+	"github.com/pgtrail/pgtrail/internal/backoff"
 )
 
 var _ cdc.Observer = (*Observer)(nil)
@@ -301,13 +301,13 @@ func (o *Observer) deliver(d *destination, q *queued) {
 			log.Error("alert not delivered", "attempt", attempt, "err", err)
 			return
 		}
-		wait := backoff(d.backoff, d.maxBackoff, attempt)
+		wait := backoff.Delay(d.backoff, d.maxBackoff, attempt)
 		var ra *retryAfterError
 		if errors.As(err, &ra) {
 			wait = min(max(wait, ra.wait), d.maxBackoff)
 		}
 		log.Warn("alert delivery failed, retrying", "attempt", attempt, "err", err, "in", wait.Round(time.Millisecond))
-		if !sleep(o.ctx, wait) {
+		if !backoff.Sleep(o.ctx, wait) {
 			o.m.delivery(d.name, ResultAbandoned)
 			log.Warn("alert not delivered: stopped while waiting to retry", "attempt", attempt)
 			return
@@ -386,26 +386,4 @@ func stripURL(err error) error {
 		return fmt.Errorf("%s: %w", uerr.Op, uerr.Err)
 	}
 	return err
-}
-
-// backoff is exponential from first, doubling per attempt up to limit, with jitter (half to
-// full).
-func backoff(first, limit time.Duration, attempt int) time.Duration {
-	d := first << min(attempt-1, 20)
-	if d <= 0 || d > limit {
-		d = limit
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx is done; it reports whether the full wait elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

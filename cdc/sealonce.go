@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/backoff"
 )
 
 // SealOnce chains every change to a table in mode 'wal' committed before it started, as the
@@ -70,7 +71,7 @@ func awaitRunningStream(ctx context.Context, cfg Config) (bool, error) {
 		if !still {
 			return false, nil // the stream stopped: do the work here
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !backoff.Sleep(ctx, 100*time.Millisecond) {
 			return false, ctx.Err()
 		}
 	}

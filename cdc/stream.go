@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/archive"
 	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/backoff"
 )
 
 // Stream runs the replication → archive loop. Create it with New, run it with Run.
@@ -105,9 +105,9 @@ func (s *Stream) Run(ctx context.Context) error {
 			return nil
 		}
 		s.m.Errors.WithLabelValues("session").Inc()
-		wait := backoff(attempt)
+		wait := retryWait(attempt)
 		s.log.Warn("stream interrupted, retrying", "err", err, "in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -291,10 +291,10 @@ func (s *Stream) store(ctx context.Context, batch []pgtrail.Event) error {
 			return err
 		}
 		s.m.Errors.WithLabelValues("archive").Inc()
-		wait := backoff(attempt)
+		wait := retryWait(attempt)
 		s.log.Warn("archive write failed, retrying; the slot keeps the WAL meanwhile", "err", err,
 			"retryable", archive.IsRetryable(err), "first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq, "in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}
@@ -351,23 +351,9 @@ func (s *Stream) recordTampering(ctx context.Context, op string, detail string) 
 	}
 }
 
-// backoff is exponential with full jitter, from 100ms to 30s.
-func backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt, 9)
-	d = min(d, 30*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx is done; it reports whether the full wait elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+// retryWait is the wait before retry attempt+1 of a session or an upload: from 100ms to 30s.
+func retryWait(attempt int) time.Duration {
+	return backoff.Delay(100*time.Millisecond, 30*time.Second, attempt+1)
 }
 
 // lsnScanner scans an LSN from its text form.

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/pgtrail/pgtrail/internal/backoff"
 )
 
 // Alert is the JSON a webhook receives when a verification run does not end intact.
@@ -64,7 +66,8 @@ type Webhook struct {
 	Timeout time.Duration
 	// Retries is how many times a failed delivery is tried again; 0 means 3, negative none.
 	Retries int
-	// Backoff is the wait before the first retry, doubled each time; 0 means 1 second.
+	// Backoff is the wait before the first retry, doubled each time up to a minute (with
+	// jitter: half to all of it); 0 means 1 second.
 	Backoff time.Duration
 	// Client sends the requests; nil means http.DefaultClient.
 	Client *http.Client
@@ -82,12 +85,12 @@ func (w *Webhook) Send(ctx context.Context, a Alert) error {
 	}
 	var id [16]byte
 	rand.Read(id[:])
-	timeout, backoff, retries := w.Timeout, w.Backoff, w.Retries
+	timeout, first, retries := w.Timeout, w.Backoff, w.Retries
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	if backoff <= 0 {
-		backoff = time.Second
+	if first <= 0 {
+		first = time.Second
 	}
 	if retries == 0 {
 		retries = 3
@@ -97,11 +100,7 @@ func (w *Webhook) Send(ctx context.Context, a Alert) error {
 		if err == nil || errors.Is(err, errPermanent) || attempt >= retries {
 			break
 		}
-		t := time.NewTimer(backoff << attempt)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, backoff.Delay(first, time.Minute, attempt+1)) {
 			return fmt.Errorf("alert webhook: %w (after %v)", ctx.Err(), err)
 		}
 	}
