@@ -409,6 +409,15 @@ func TestLog_AutonomousSurvivesRollback(t *testing.T) {
 	db := setup(t)
 	slot := "pgtrail_" + randomHex(6) // slot names are the cluster's
 	testdb.Exec(t, db.admin, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	cfg, err := pgx.ParseConfig(db.admin.Config().ConnConfig.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The function writes only once pgtrail's stream (here seal --once's share of it) reads the
+	// slot.
+	if _, err := cdc.SealOnce(context.Background(), cdc.Config{ConnConfig: cfg, Slot: slot}); err != nil {
+		t.Fatal(err)
+	}
 	pool := db.pool(t, 2, false)
 	sdb := db.sqlDB(t, 2)
 	ctx := auditctx.With(context.Background(), auditctx.Actor{ID: "mallory", RequestID: "r-9"})
@@ -436,10 +445,6 @@ func TestLog_AutonomousSurvivesRollback(t *testing.T) {
 	}
 	stx.Rollback()
 
-	cfg, err := pgx.ParseConfig(db.admin.Config().ConnConfig.ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := cdc.SealOnce(context.Background(), cdc.Config{ConnConfig: cfg, Slot: slot}); err != nil {
 		t.Fatal(err)
 	}

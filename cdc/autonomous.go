@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"time"
 
@@ -63,39 +64,50 @@ func signedBody(content, key []byte) []byte {
 	return body
 }
 
-// decodeAutonomous reads an autonomous event's message, or returns nil when it is not one of
-// audit.log_event_autonomous's (any session can emit a message with the prefix): its MAC does
-// not check, or its content is not what the function writes.
-func decodeAutonomous(content, key []byte) *autonomousEvent {
+// decodeAutonomous reads an autonomous event's message. It returns nil when the message is not
+// one of audit.log_event_autonomous's (any session can emit a message with the prefix): its MAC
+// does not check (signed false); or, signed, when its content cannot be read as what the
+// function writes (an error then says why).
+func decodeAutonomous(content, key []byte) (a *autonomousEvent, signed bool, err error) {
 	body := signedBody(content, key)
 	if body == nil {
-		return nil
+		return nil, false, nil
 	}
-	var a autonomousEvent
-	if err := json.Unmarshal(body, &a); err != nil {
-		return nil
+	a = &autonomousEvent{}
+	if err := json.Unmarshal(body, a); err != nil {
+		return nil, true, err
 	}
 	switch {
 	case !autonomousAction.MatchString(a.ActionType), a.ResourceType == "", !autonomousUUID.MatchString(a.EventID),
 		a.Outcome != "SUCCESS" && a.Outcome != "FAILURE" && a.Outcome != "UNAUTHORIZED", a.OccurredAt.IsZero():
-		return nil
+		return nil, true, fmt.Errorf("fields out of form (action %q, resource type %q, event id %q, outcome %q)",
+			a.ActionType, a.ResourceType, a.EventID, a.Outcome)
 	}
-	return &a
+	return a, true, nil
 }
 
 // autonomous takes an autonomous event's message: it waits with the changes of mode wal not
-// chained yet, and is chained in its place among them. Its position is one past the message's
-// LSN: a transaction that ends where the message starts comes before it.
+// chained yet, and is chained in its place among them. pgoutput gives a non-transactional
+// message the LSN where its record ends, which is where the next record (often the caller's own
+// commit) starts: that is its position, and what may be acknowledged once it is chained. One
+// past it would tell PostgreSQL a commit starting there was had already.
 func (r *receiver) autonomous(ctx context.Context, msg *pglogrepl.LogicalDecodingMessage) error {
-	a := decodeAutonomous(msg.Content, r.ctxKey)
-	if a == nil {
-		r.log.Warn("ignored an event message that is not audit.log_event_autonomous's (forged or damaged)", "lsn", msg.LSN)
+	a, signed, err := decodeAutonomous(msg.Content, r.ctxKey)
+	switch {
+	case !signed:
+		r.log.Warn("ignored an event message that is not audit.log_event_autonomous's (forged)", "lsn", msg.LSN)
 		return nil
+	case err != nil:
+		// audit.log_event_autonomous wrote it and returned its event_id: never lose it quietly.
+		r.log.Error("CAPTURE GAP: an autonomous event cannot be read; recorded as a gap", "lsn", msg.LSN, "err", err)
+		return r.recordFlagged(ctx, "autonomous event", msg.LSN.String(), map[string]any{
+			"capture_warning": "an event audit.log_event_autonomous wrote cannot be read: " + err.Error(),
+			"lsn":             msg.LSN.String(), "bytes": len(msg.Content)})
 	}
 	if !r.pending() {
 		r.batchStart = time.Now()
 	}
-	end := msg.LSN + 1
+	end := msg.LSN
 	r.unsealed = append(r.unsealed, walTx{commit: a.OccurredAt, end: end, event: a})
 	r.unsealedN++
 	r.batchCommits = append(r.batchCommits, a.OccurredAt)

@@ -39,6 +39,8 @@ const (
 	warnGap = "the replication slot was created anew: changes to tables in mode wal between from_lsn and to_lsn are lost"
 	// warnBare: not even a text image could be built (a value too large for jsonb, say).
 	warnBare = "no row images: they could not be built: "
+	// warnSlotMoved: the slot was moved past WAL the stream had not confirmed.
+	warnSlotMoved = "the replication slot was dropped and created again, or advanced, past WAL the stream had not read: changes to tables in mode wal, the witness of trigger capture and autonomous events in between are lost"
 	// warnText: the images did not convert to their column types; values are kept as text.
 	warnText = "row images kept as text, a value did not convert to its type: "
 )
@@ -238,11 +240,28 @@ func (s *Stream) typedImages(ctx context.Context, m *imager, t *walTable, change
 	// audit.row_images runs the table owner's code (domain checks, casts) as a role with no
 	// rights, on the imager's connection.
 	query := `SELECT * FROM audit.row_images($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
-	args := []any{t.types, t.typmods, t.names, t.exclude, t.pk, hasOld, hasNew, warn, old, new, failure == ""}
+	args := []any{castTypes(t), t.typmods, t.names, t.exclude, t.pk, hasOld, hasNew, warn, old, new, failure == ""}
 	if err := m.query(ctx, timeout, query, args, events); err != nil {
 		return fmt.Errorf("build row images of %s: %w", t.name, err)
 	}
 	return nil
+}
+
+// castTypes are the types audit.row_images casts t's column texts to. It names a type with no
+// modifier by format_type(type, NULL), which for character and bit means a length of one (the
+// cast would cut "hello" to "h"): a column of either without a length is cast to text and bit
+// varying, which write the same JSON.
+func castTypes(t *walTable) []uint32 {
+	types := t.types
+	for i, oid := range t.types {
+		if i < len(t.typmods) && t.typmods[i] == -1 && (oid == 1042 || oid == 1560) {
+			if &types[0] == &t.types[0] {
+				types = append([]uint32(nil), t.types...)
+			}
+			types[i] = map[uint32]uint32{1042: 25, 1560: 1562}[oid] // bpchar → text, bit → varbit
+		}
+	}
+	return types
 }
 
 // changeWarning is a change's details.capture_warning: made without context, with only the key
@@ -426,6 +445,89 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 		"slot", s.cfg.Slot, "to_lsn", at, "tables", tables)
 	return s.recordFlagged(ctx, "replication slot", s.cfg.Slot, map[string]any{
 		"from_lsn": from, "to_lsn": at, "since": since, "tables": tables, "capture_warning": warnGap})
+}
+
+// registerSlot compares the slot's confirmed position with the one this stream last recorded
+// in audit.stream_slots (schema 15), before confirming it to PostgreSQL. A slot past it was moved
+// by someone else over WAL no stream read (dropped and created again, by the stream or with
+// pg_create_logical_replication_slot, or advanced with pg_replication_slot_advance): changes of
+// tables in mode wal, trigger capture's witness and autonomous events in between are lost, and
+// a CAPTURE_GAP entry says so. It then records where the slot is, and returns that (tracked is
+// false on a schema without the table). created: this session made the slot, at its consistent
+// point at.
+func (s *Stream) registerSlot(ctx context.Context, created bool, at string) (recorded pglogrepl.LSN, tracked bool, err error) {
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('audit.stream_slots') IS NOT NULL`).Scan(&tracked); err != nil {
+		return 0, false, fmt.Errorf("check the schema: %w", err)
+	}
+	if !tracked {
+		if created {
+			return 0, false, s.recordGap(ctx, at)
+		}
+		return 0, false, nil
+	}
+	var was, now *string
+	if err := s.pool.QueryRow(ctx, `SELECT (SELECT confirmed_lsn::text FROM audit.stream_slots WHERE slot = $1),
+	                                        (SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1)`,
+		s.cfg.Slot).Scan(&was, &now); err != nil {
+		return 0, true, fmt.Errorf("read the slot's position: %w", err)
+	}
+	if now == nil {
+		return 0, true, fmt.Errorf("slot %s has no confirmed position (is it still being created?)", s.cfg.Slot)
+	}
+	pos, err := pglogrepl.ParseLSN(*now)
+	if err != nil {
+		return 0, true, fmt.Errorf("slot position %q: %w", *now, err)
+	}
+	switch {
+	case was == nil:
+		// Never recorded: a slot this stream (or an earlier version) did not track yet.
+		if created {
+			if err := s.recordGap(ctx, at); err != nil {
+				return 0, true, err
+			}
+		}
+	default:
+		last, err := pglogrepl.ParseLSN(*was)
+		if err != nil {
+			return 0, true, fmt.Errorf("recorded slot position %q: %w", *was, err)
+		}
+		if pos > last {
+			var tables []string
+			if err := s.pool.QueryRow(ctx, `SELECT COALESCE(array_agg(table_name ORDER BY table_name), '{}') FROM audit.audited_tables WHERE mode = 'wal'`).Scan(&tables); err != nil {
+				return 0, true, fmt.Errorf("read tables in mode wal: %w", err)
+			}
+			s.log.Error("CAPTURE GAP: the replication slot is past what the stream confirmed: someone dropped and created it again, or advanced it; the WAL in between was never read",
+				"slot", s.cfg.Slot, "from_lsn", last, "to_lsn", pos, "created_by_stream", created)
+			if err := s.recordFlagged(ctx, "replication slot", s.cfg.Slot, map[string]any{
+				"from_lsn": last.String(), "to_lsn": pos.String(), "created_by_stream": created, "tables": tables,
+				"capture_warning": warnSlotMoved}); err != nil {
+				return 0, true, err
+			}
+		}
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO audit.stream_slots (slot, confirmed_lsn) VALUES ($1, $2::pg_lsn)
+	                                ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = EXCLUDED.confirmed_lsn, recorded_at = now()`,
+		s.cfg.Slot, pos.String()); err != nil {
+		return 0, true, fmt.Errorf("record the slot's position (the stream's role must be a member of pgtrail_sealer): %w", err)
+	}
+	return pos, true, nil
+}
+
+// recordConfirmed records in audit.stream_slots that lsn is about to be confirmed to PostgreSQL
+// (see registerSlot).
+func (r *receiver) recordConfirmed(ctx context.Context, lsn pglogrepl.LSN) error {
+	if !r.slotTracked || lsn <= r.slotRecorded {
+		return nil
+	}
+	// Also while stopping (ctx ended): what is confirmed then must be recorded first all the same.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := r.pool.Exec(ctx, `UPDATE audit.stream_slots SET confirmed_lsn = $2::pg_lsn, recorded_at = now()
+	                                WHERE slot = $1 AND confirmed_lsn < $2::pg_lsn`, r.cfg.Slot, lsn.String()); err != nil {
+		return fmt.Errorf("record the slot's confirmed position: %w", err)
+	}
+	r.slotRecorded = lsn
+	return nil
 }
 
 // checkCapture records, once per run of the stream, a CAPTURE_GAP entry for each table in mode

@@ -79,13 +79,17 @@ type receiver struct {
 	tipSeq  int64
 	tipHash []byte
 
-	acked     pglogrepl.LSN // confirmed to PostgreSQL: everything before it is archived or irrelevant
-	received  pglogrepl.LSN // highest WAL position the server reported having sent
-	lastData  time.Time
-	nextState time.Time
-	nextBeat  time.Time
-	nextSlot  time.Time
-	nextReply time.Time
+	acked pglogrepl.LSN // confirmed to PostgreSQL: everything before it is archived or irrelevant
+	// slotRecorded: the confirmed position recorded in audit.stream_slots (slotTracked: the
+	// schema has it), written before PostgreSQL is told (registerSlot).
+	slotRecorded pglogrepl.LSN
+	slotTracked  bool
+	received     pglogrepl.LSN // highest WAL position the server reported having sent
+	lastData     time.Time
+	nextState    time.Time
+	nextBeat     time.Time
+	nextSlot     time.Time
+	nextReply    time.Time
 }
 
 // upload is a batch handed to the uploader goroutine.
@@ -729,6 +733,9 @@ func (r *receiver) complete(ctx context.Context) error {
 }
 
 func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
+	if err := r.recordConfirmed(ctx, r.acked); err != nil {
+		return err
+	}
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.repl, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: max(r.received, r.acked),
 		WALFlushPosition: r.acked,

@@ -64,6 +64,9 @@ func (e *fatalError) Unwrap() error { return e.err }
 func (s *Stream) Run(ctx context.Context) error {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // asked to stop while starting: nothing was read, nothing is lost
+		}
 		return fmt.Errorf("connect: %w", err)
 	}
 	err = prepare(ctx, conn, s.cfg.Publication)
@@ -162,16 +165,21 @@ func (s *Stream) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var created bool
+	var createdAt string
 	if !exists {
 		at, err := createSlot(ctx, repl, s.cfg.Slot)
 		if err != nil {
 			return err
 		}
 		s.log.Info("created replication slot", "consistent_point", at)
-		// Tables in mode wal lost what was made while no slot kept their WAL: say so in the trail.
-		if err := s.recordGap(ctx, at); err != nil {
-			return err
-		}
+		created, createdAt = true, at
+	}
+	// What was made while no slot kept the WAL, or while someone else moved it, is lost: say so
+	// in the trail.
+	slotRecorded, slotTracked, err := s.registerSlot(ctx, created, createdAt)
+	if err != nil {
+		return err
 	}
 	if err := s.checkCapture(ctx); err != nil {
 		return err
@@ -215,7 +223,8 @@ func (s *Stream) session(ctx context.Context) error {
 	}
 	r := &receiver{Stream: s, repl: repl, target: target, relations: map[uint32]*pglogrepl.RelationMessage{},
 		walTables: map[uint32]*walTable{}, trigTables: map[uint32]*walTable{}, txSwitchAt: map[uint32]int{},
-		outstanding: map[string]*captured{}, confs: confs, confsFromWAL: fromWAL, confsGuessed: guessed, ctxKey: key, dec: newDecoder()}
+		outstanding: map[string]*captured{}, confs: confs, confsFromWAL: fromWAL, confsGuessed: guessed, ctxKey: key, dec: newDecoder(),
+		slotRecorded: slotRecorded, slotTracked: slotTracked}
 	return r.loop(ctx)
 }
 

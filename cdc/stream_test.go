@@ -1320,6 +1320,7 @@ func TestStream_AutonomousEvents(t *testing.T) {
 	}
 	defer app.Close(context.Background())
 	f.start(t, f.config(t))
+	waitSlot(t, f.db)
 	ctx := context.Background()
 	if _, err := app.Exec(ctx, `BEGIN; SET LOCAL pgtrail.actor_id = 'mallory'; SET LOCAL pgtrail.actor_ip = '198.51.100.9';
 		SELECT audit.log_event_autonomous('FAILED_LOGIN', 'user', 'alice', 'FAILURE', '{"reason": "bad password", "tries": null}'); ROLLBACK`); err != nil {
@@ -1409,13 +1410,13 @@ func TestStream_AutonomousEvents(t *testing.T) {
 	waitChained(t, g.db, "replication slot", 1)
 }
 
-// waitSlot waits until the stream's slot is made (its creation done: a confirmed position).
+// waitSlot waits until a stream has registered its slot (audit.stream_slots): from then on
+// audit.log_event_autonomous writes.
 func waitSlot(t *testing.T, db *pgxpool.Pool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var ok bool
-		if err := db.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_replication_slots
-			WHERE database = current_database() AND confirmed_flush_lsn IS NOT NULL)`).Scan(&ok); err != nil {
+		if err := db.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM audit.stream_slots)`).Scan(&ok); err != nil {
 			t.Fatal(err)
 		}
 		if ok {
@@ -1425,4 +1426,152 @@ func waitSlot(t *testing.T, db *pgxpool.Pool) {
 			t.Fatal("no slot made within 30s")
 		}
 	}
+}
+
+// TestStream_SlotMovedBySuperuser: a superuser drops the slot and creates it again with SQL, or
+// advances it, while no stream reads it, and changes a table in mode wal meanwhile: the WAL of
+// that change is never read. Found open by the hostile-roles suite (a CAPTURE_GAP entry came only
+// when the stream created the slot itself). What must survive: a CAPTURE_GAP entry for each move,
+// naming the WAL range, and none for an ordinary restart.
+func TestStream_SlotMovedBySuperuser(t *testing.T) {
+	f := walFixture(t)
+	ctx := context.Background()
+	gaps := func() (n int) {
+		t.Helper()
+		if err := f.db.QueryRow(ctx, `SELECT count(*) FROM audit.events WHERE action_type = 'CAPTURE_GAP' AND resource_type = 'replication slot'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	run := func(write string, entries int) {
+		t.Helper()
+		f.start(t, f.config(t))
+		testdb.Exec(t, f.db, write)
+		waitChained(t, f.db, "public.accounts", entries)
+		f.drained(t)
+	}
+	run(`INSERT INTO accounts VALUES (1, 'alice', 1)`, 1)
+	run(`UPDATE accounts SET balance = 2`, 2) // an ordinary restart
+	if n := gaps(); n != 0 {
+		t.Fatalf("%d CAPTURE_GAP entries after ordinary restarts, want 0", n)
+	}
+	for i, move := range []struct {
+		name string
+		do   func()
+	}{
+		{"dropped and created again", func() {
+			dropSlot(t, f.db)
+			testdb.Exec(t, f.db, `UPDATE accounts SET balance = 1000000`)
+			testdb.Exec(t, f.db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
+		}},
+		{"advanced", func() {
+			// (Committed synchronously: the test cluster's commits are not, and the slot advances
+			// only over WAL written out.)
+			testdb.Exec(t, f.db, `BEGIN; SET LOCAL synchronous_commit = on; UPDATE accounts SET balance = 2000000; COMMIT`)
+			testdb.Exec(t, f.db, `SELECT pg_replication_slot_advance('pgtrail', pg_current_wal_lsn())`)
+		}},
+	} {
+		move.do()
+		run(`UPDATE accounts SET owner = 'bob'`, 3+i) // the UPDATE made meanwhile is lost
+		if n := gaps(); n != i+1 {
+			t.Errorf("slot %s: %d CAPTURE_GAP entries for the slot, want %d", move.name, n, i+1)
+		}
+	}
+	rep, err := verify.DB(ctx, f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 2 {
+		t.Errorf("verify db: %+v, want the two gaps", rep.Problems)
+	}
+}
+
+// TestStream_AutonomousEventAckKeepsCommit: pgoutput gives a non-transactional message the LSN
+// where its record ends, which is where the caller's own commit starts. Found by red-teaming: the
+// stream confirmed one byte past it, and a stream that stopped after confirming the event but
+// before chaining the caller's transaction never got that transaction again. Tried: BEGIN;
+// INSERT into a table in mode wal; an autonomous event; COMMIT, with the INSERT's images slow
+// to build (a domain whose check sleeps as pgtrail_typer), and the stream stopped meanwhile.
+// What must survive: the INSERT, chained by the next run.
+func TestStream_AutonomousEventAckKeepsCommit(t *testing.T) {
+	f := walFixture(t)
+	testdb.Exec(t, f.db, `CREATE TABLE slow_wait (s int); INSERT INTO slow_wait VALUES (6); GRANT SELECT ON slow_wait TO PUBLIC;
+		CREATE FUNCTION public.slow_check(v text) RETURNS boolean LANGUAGE plpgsql AS $f$
+		BEGIN IF current_user = 'pgtrail_typer' THEN PERFORM pg_sleep((SELECT s FROM public.slow_wait)); END IF; RETURN true; END $f$;
+		CREATE DOMAIN slow_text AS text CHECK (public.slow_check(VALUE));
+		CREATE TABLE slow (id int PRIMARY KEY, v slow_text);
+		SELECT audit.enable('slow', '{}', NULL, 'wal')`)
+	cfg := f.config(t)
+	cfg.BatchEvents, cfg.ImagesTimeout = 1, time.Minute
+	f.start(t, cfg)
+	waitSlot(t, f.db)
+	testdb.Exec(t, f.db, `BEGIN; INSERT INTO slow VALUES (1, 'kept'); SELECT audit.log_event_autonomous('LOGIN', 'user', 'alice'); COMMIT`)
+	waitChained(t, f.db, "user", 1)
+	time.Sleep(2 * time.Second) // the event confirmed; the INSERT's images still being built
+	f.stop()
+	f.wait(t)
+	testdb.Exec(t, f.db, `UPDATE slow_wait SET s = 0`)
+	f.start(t, cfg)
+	waitChained(t, f.db, "public.slow", 1)
+}
+
+// TestStream_WALUnconstrainedChar: a column of type character or bit without a length. Found by
+// red-teaming: audit.row_images cast its texts to format_type(type, NULL), "character", which is
+// char(1): "hello" was kept as "h", and a change to the column left no trace. What must survive:
+// the whole value, and the change, whichever path builds the images (Go for a table of common
+// types, the query with a jsonb column beside it), as trigger capture has them.
+func TestStream_WALUnconstrainedChar(t *testing.T) {
+	f := walFixture(t)
+	ctx := context.Background()
+	testdb.Exec(t, f.db, `CREATE TABLE bp_go (id int PRIMARY KEY, c bpchar);
+		CREATE TABLE bp_sql (id int PRIMARY KEY, c bpchar, j jsonb, b bit varying);
+		SELECT audit.enable('bp_go', '{}', NULL, 'wal'), audit.enable('bp_sql', '{}', NULL, 'wal')`)
+	f.start(t, f.config(t))
+	testdb.Exec(t, f.db, `INSERT INTO bp_go VALUES (1, 'hello'); INSERT INTO bp_sql VALUES (1, 'hello', '{}', B'101');
+		UPDATE bp_go SET c = 'help!'; UPDATE bp_sql SET c = 'help!'`)
+	for _, tb := range []string{"public.bp_go", "public.bp_sql"} {
+		waitChained(t, f.db, tb, 2)
+	}
+	rows, err := f.db.Query(ctx, `SELECT resource_type, after_state->>'c', changed_columns::text FROM audit.events
+		WHERE resource_type LIKE 'public.bp_%' AND action_type = 'UPDATE' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var rt, c, changed string
+		if err := rows.Scan(&rt, &c, &changed); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if c != "help!" || changed != "{c}" {
+			t.Errorf("%s: after_state c = %q, changed %s; want help! and {c}", rt, c, changed)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d UPDATE entries, want 2", n)
+	}
+}
+
+// TestStream_AutonomousUnreadable: an autonomous event the function wrote must never vanish. A
+// message whose MAC checks but whose content the stream cannot read (here made with the key, as
+// only a superuser could) is a CAPTURE_GAP entry; details nested deeper than any reader takes are
+// refused by the function (found by red-teaming: 10,001 levels returned an event_id and the
+// stream dropped the event as damaged).
+func TestStream_AutonomousUnreadable(t *testing.T) {
+	f := walFixture(t)
+	f.start(t, f.config(t))
+	waitSlot(t, f.db)
+	testdb.Exec(t, f.db, `CREATE FUNCTION deep(n int) RETURNS jsonb LANGUAGE plpgsql AS $f$
+		DECLARE j jsonb := '1'; BEGIN FOR i IN 1..n LOOP j := jsonb_build_array(j); END LOOP; RETURN jsonb_build_object('k', j); END $f$`)
+	if _, err := f.db.Exec(context.Background(), `SELECT audit.log_event_autonomous('DEEP', 'depth', 'x', 'SUCCESS', deep(10001))`); err == nil ||
+		!strings.Contains(err.Error(), "deeper than 256") {
+		t.Errorf("details 10,001 deep: %v, want refused", err)
+	}
+	testdb.Exec(t, f.db, `SELECT audit.log_event_autonomous('DEEP', 'depth', 'ok', 'SUCCESS', deep(200))`)
+	testdb.Exec(t, f.db, `SELECT pg_logical_emit_message(false, 'pgtrail.event', v || E'\n' || encode(sha256(k.key || sha256(k.key || convert_to(v, 'UTF8'))), 'hex'))
+		FROM audit.context_key k, (SELECT '{"event_id": "not a uuid", "action_type": "LOGIN"}'::text AS v) m`)
+	waitChained(t, f.db, "depth", 1)
+	waitChained(t, f.db, "autonomous event", 1)
 }

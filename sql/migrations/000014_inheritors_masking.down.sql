@@ -41,8 +41,16 @@ ALTER FUNCTION audit.capture_problems_v12(text) RENAME TO capture_problems;
 GRANT EXECUTE ON FUNCTION audit.capture_problems(text) TO pgtrail_owner, pgtrail_auditor;
 
 DROP EVENT TRIGGER pgtrail_capture_0inherit;
+DROP EVENT TRIGGER pgtrail_capture_add;
+CREATE EVENT TRIGGER pgtrail_capture_add ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION audit.capture_new_partitions();
+DROP EVENT TRIGGER pgtrail_capture_function;
+CREATE EVENT TRIGGER pgtrail_capture_function ON ddl_command_end
+  WHEN TAG IN ('CREATE TRIGGER') EXECUTE FUNCTION audit.check_capture_function();
 DROP FUNCTION audit.capture_inheritors();
 DROP FUNCTION audit.audited_ancestor(regclass);
 
+ALTER EVENT TRIGGER pgtrail_capture_add ENABLE ALWAYS;
+ALTER EVENT TRIGGER pgtrail_capture_function ENABLE ALWAYS;
 ALTER EVENT TRIGGER pgtrail_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER pgtrail_drop ENABLE ALWAYS;

@@ -14,8 +14,9 @@
 -- audit.events_masked showed readers details.query, the whole text the client sent
 -- (current_query()) with a TRUNCATE or a DDL command: it can hold any literal, and other
 -- statements of the same string (an INSERT of a customer's email). Readers now see it masked in
--- pgtrail's own entries, and the keys of the changes a CAPTURE_GAP entry names are masked when
--- the table's key is PII, as resource_id is.
+-- pgtrail's own entries, the keys of the changes a CAPTURE_GAP entry names are masked when the
+-- table's key is PII, as resource_id is, and an ALERT shows its rule and seq range, not the
+-- entries it quotes.
 -- Must run as a superuser. No BEGIN/COMMIT (one implicit transaction).
 
 SELECT audit.require_superuser();
@@ -61,6 +62,16 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'Its rows would read as the audited table''s without being captured. Have a member of pgtrail_owner run this, or make it a partition.';
     END IF;
+    -- A table made to inherit from an audited one brings its own inheritors along, which would
+    -- then read as the audited table's too. (Auditing them here is refused by PostgreSQL: the
+    -- publication takes a table with its inheritors, and one of them already in it is an error.)
+    IF EXISTS (SELECT FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid
+                WHERE i.inhparent = c.rel AND NOT k.relispartition
+                  AND NOT EXISTS (SELECT FROM audit.audited_tables a WHERE a.relid = i.inhrelid)) THEN
+      RAISE EXCEPTION 'pgtrail: % would inherit from the audited table % with inheritors of its own, which pgtrail cannot audit with it', c.rel, c.parent
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Detach its inheritors (ALTER TABLE … NO INHERIT), make it inherit, then attach them again: each is audited as it is attached.';
+    END IF;
     BEGIN
       PERFORM audit.enable(c.rel,
         (SELECT a.exclude_columns FROM audit.audited_tables a WHERE a.relid = c.parent),
@@ -75,8 +86,17 @@ BEGIN
 END $$;
 -- Named to sort before pgtrail_capture_add and pgtrail_capture_check (event triggers run in name
 -- order): the check must find the child's capture in place.
+-- CREATE SCHEMA too: its elements (CREATE TABLE … INHERITS or PARTITION OF, CREATE TRIGGER) are
+-- its subcommands, and a trigger filtered on CREATE TABLE alone never saw them.
 CREATE EVENT TRIGGER pgtrail_capture_0inherit ON ddl_command_end
-  WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION audit.capture_inheritors();
+  WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA') EXECUTE FUNCTION audit.capture_inheritors();
+-- Version 13's, likewise.
+DROP EVENT TRIGGER pgtrail_capture_add;
+CREATE EVENT TRIGGER pgtrail_capture_add ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA') EXECUTE FUNCTION audit.capture_new_partitions();
+DROP EVENT TRIGGER pgtrail_capture_function;
+CREATE EVENT TRIGGER pgtrail_capture_function ON ddl_command_end
+  WHEN TAG IN ('CREATE TRIGGER', 'CREATE SCHEMA') EXECUTE FUNCTION audit.check_capture_function();
 
 REVOKE ALL ON FUNCTION audit.audited_ancestor(regclass), audit.capture_inheritors() FROM PUBLIC;
 
@@ -114,6 +134,10 @@ SELECT v.seq, v.event_id, v.occurred_at, v.txid, v.action_type, v.resource_type,
        v.outcome, v.actor_id, v.actor_ip, v.actor_ip_raw, v.actor_user_agent, v.request_id, v.tenant_id, v.db_user,
        v.application_name, v.client_addr, v.changed_columns, v.before_state, v.after_state,
        CASE WHEN audit.event_class(v.action_type, v.resource_type) NOT IN ('pgtrail', 'config') THEN v.details
+            -- An alert quotes the entries it fired on (their actors' full addresses, keys,
+            -- query text in its summary): readers see the rule and the seq range, and read
+            -- those entries here, masked.
+            WHEN v.action_type = 'ALERT' THEN audit.mask_json(v.details, ARRAY['summary', 'events', 'key'])
             WHEN EXISTS (
               SELECT FROM audit.pii_columns p
                WHERE p.resource_type = v.resource_type
