@@ -20,6 +20,11 @@ import (
 // cannot succeed.
 var ErrBadBatch = errors.New("bad batch")
 
+// ErrArchiveDiffers is wrapped (with ErrBadBatch) when a batch being completed after a crash is
+// archived already with other events than the ones given: the archive, or the database the
+// events come from, was changed by someone. A retry cannot fix that.
+var ErrArchiveDiffers = errors.New("the archive holds other events than the database")
+
 // Writer appends batches of sealed events to an archive: the data files, then one signed digest
 // per file, each digest chained to the one before. It is not safe for concurrent use, and one
 // archive must have one Writer at a time.
@@ -237,7 +242,7 @@ func (w *Writer) existingData(ctx context.Context, f *dataFile, data []byte) ([]
 		return nil, fmt.Errorf("archived %s is unreadable: %w", f.key, err)
 	}
 	if !sameEvents(got, f.events) {
-		return nil, fmt.Errorf("%w: archived %s holds other events than the retried batch", ErrBadBatch, f.key)
+		return nil, fmt.Errorf("%w: %w: archived %s holds other events than the retried batch", ErrBadBatch, ErrArchiveDiffers, f.key)
 	}
 	return stored, nil
 }

@@ -294,6 +294,26 @@ func (s *Stream) store(ctx context.Context, batch []pgtrail.Event) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, archive.ErrArchiveDiffers) {
+			// Someone changed the archive (or the database): rewriting the file would destroy the
+			// evidence, and going on would archive after it. Say so in the trail, once, and stop:
+			// pgtrail verify all names the entries that differ.
+			detail := fmt.Sprintf("batch %d-%d", batch[0].Seq, batch[len(batch)-1].Seq)
+			var seen bool
+			if qerr := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.events WHERE action_type = 'TAMPERING' AND resource_type = 'archive' AND resource_id = $1)
+			                                  OR EXISTS (SELECT FROM audit.pending WHERE action_type = 'TAMPERING' AND resource_type = 'archive' AND resource_id = $1)`,
+				detail).Scan(&seen); qerr == nil && !seen {
+				s.m.Tampering.Inc()
+				if s.cfg.Observer != nil {
+					s.cfg.Observer.Tampering(ctx, "ARCHIVE_DIFFERS", detail)
+				}
+				if _, qerr := s.pool.Exec(ctx, `SELECT audit.log_event('TAMPERING', 'archive', $1, 'FAILURE', jsonb_build_object('error', $2::text, 'seen_by', 'pgtrail stream'))`,
+					detail, err.Error()); qerr != nil {
+					s.log.Error("could not record the tampering as an audit event", "err", qerr)
+				}
+			}
+			return &fatalError{fmt.Errorf("TAMPERING: %w; nothing more is archived until someone looks (pgtrail verify all names the entries that differ)", err)}
+		}
 		if errors.Is(err, archive.ErrBadBatch) {
 			// The same batch would be refused again: this stream's idea of the archive is wrong.
 			// The session restarts from the archive's own state.

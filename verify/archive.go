@@ -334,7 +334,7 @@ func (v *Verifier) walkArchive(ctx context.Context, sink archive.Sink, pub ed255
 		return err
 	}
 	if rep.InProgress != "" {
-		if err := v.checkInProgress(ctx, sink, l.batches[len(l.batches)-1], c.prevSeq, c.prevHash, add); err != nil {
+		if err := v.checkInProgress(ctx, sink, l.batches[len(l.batches)-1], c.prevSeq, c.prevHash, add, cross); err != nil {
 			return err
 		}
 	}
@@ -677,10 +677,12 @@ const inProgressSkew = 5 * time.Minute
 // at work, or data files someone else wrote (a file no digest covers, the newest batch edited and
 // its digest deleted). No signature covers it, so it is held to what the stream would have
 // written: entries inside its range, continuing the verified chain (after afterSeq, linked to
-// afterHash), each matching its entry_hash, and younger than the archive lag. Its problems are
-// reported; it is not counted as verified.
+// afterHash), each matching its entry_hash, and younger than the archive lag; and, with the
+// database at hand (cross, verify all), the same as the database's entries. Its problems are
+// reported; it is not counted as verified. (Without the cross-check, an archive writer could
+// rewrite that batch with its hashes recomputed: the hash is unkeyed and the encoding public.)
 func (v *Verifier) checkInProgress(ctx context.Context, sink archive.Sink, b *batchKeys, afterSeq int64,
-	afterHash [sha256.Size]byte, add func(Problem)) error {
+	afterHash [sha256.Size]byte, add func(Problem), cross func([]entry) error) error {
 	j := &batchJob{keys: b}
 	bufs := &slicePool[byte]{}
 	fetchBatch(ctx, sink, j, bufs)
@@ -705,6 +707,11 @@ func (v *Verifier) checkInProgress(ctx context.Context, sink archive.Sink, b *ba
 	for _, p := range scratch.Problems {
 		p.Detail += " (in batch " + b.String() + ", which no signed digest covers yet)"
 		add(p)
+	}
+	if cross != nil && len(ents) > 0 {
+		if err := cross(ents); err != nil {
+			return err
+		}
 	}
 	lag := v.ArchiveLag
 	if lag == 0 {
