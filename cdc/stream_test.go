@@ -1468,7 +1468,17 @@ func TestStream_SlotMovedBySuperuser(t *testing.T) {
 			// (Committed synchronously: the test cluster's commits are not, and the slot advances
 			// only over WAL written out.)
 			testdb.Exec(t, f.db, `BEGIN; SET LOCAL synchronous_commit = on; UPDATE accounts SET balance = 2000000; COMMIT`)
-			testdb.Exec(t, f.db, `SELECT pg_replication_slot_advance('pgtrail', pg_current_wal_lsn())`)
+			// Once the walsender that read it (which may outlive the stream's connection for a
+			// moment) lets go of it.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				_, err := f.db.Exec(ctx, `SELECT pg_replication_slot_advance('pgtrail', pg_current_wal_lsn())`)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("advance the slot: %v", err)
+				}
+			}
 		}},
 	} {
 		move.do()
