@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -252,13 +253,15 @@ func (s *Stream) typedImages(ctx context.Context, m *imager, t *walTable, change
 // cast would cut "hello" to "h"): a column of either without a length is cast to text and bit
 // varying, which write the same JSON.
 func castTypes(t *walTable) []uint32 {
-	types := t.types
-	for i, oid := range t.types {
-		if i < len(t.typmods) && t.typmods[i] == -1 && (oid == 1042 || oid == 1560) {
-			if &types[0] == &t.types[0] {
-				types = append([]uint32(nil), t.types...)
+	types := slices.Clone(t.types)
+	for i, oid := range types {
+		if i < len(t.typmods) && t.typmods[i] == -1 {
+			switch oid {
+			case 1042: // bpchar
+				types[i] = 25 // text
+			case 1560: // bit
+				types[i] = 1562 // varbit
 			}
-			types[i] = map[uint32]uint32{1042: 25, 1560: 1562}[oid] // bpchar → text, bit → varbit
 		}
 	}
 	return types
