@@ -96,7 +96,7 @@ func TestDeploy_CommandLinesParse(t *testing.T) {
 				for _, c := range s.Containers {
 					args := make([]string, len(c.Args))
 					for i, a := range c.Args {
-						args[i] = regexp.MustCompile(`\$\((\w+)\)`).ReplaceAllStringFunc(a, func(v string) string { return vars[v[2:len(v)-1]] })
+						args[i] = k8sVar.ReplaceAllStringFunc(a, func(v string) string { return vars[v[2:len(v)-1]] })
 					}
 					if code, stderr := parseCLI(t, args...); code != 0 {
 						t.Errorf("pgtrail %s: exit %d: %s", strings.Join(args, " "), code, stderr)
@@ -110,6 +110,9 @@ func TestDeploy_CommandLinesParse(t *testing.T) {
 		})
 	}
 }
+
+// k8sVar is a $(VAR) reference in a container's args.
+var k8sVar = regexp.MustCompile(`\$\((\w+)\)`)
 
 // envFile reads a systemd environment file's assignments.
 func envFile(t *testing.T, path string) map[string]string {
