@@ -55,7 +55,12 @@ type Config struct {
 	Backlogs    []int         // backlog sizes in events, the largest last (peak RSS is compared)
 	LagRate     int           // events per second for the lag measurement
 	LagDuration time.Duration // how long that load runs
-	ChunkRows   int           // rows per transaction when generating a backlog
+	// LagModes are the capture modes the lag is measured in, each on every sink: the tables
+	// switch with `pgtrail enable --mode` between them.
+	LagModes []string
+	// LagStreamArgs are extra `pgtrail stream` flags for the lag runs (-v, another --batch-age).
+	LagStreamArgs []string
+	ChunkRows     int // rows per transaction when generating a backlog
 
 	// Log receives progress; nil discards it.
 	Log *slog.Logger
@@ -76,6 +81,7 @@ func Full() Config {
 		Backlogs:       []int{250_000, 1_000_000},
 		LagRate:        5000,
 		LagDuration:    30 * time.Second,
+		LagModes:       []string{"trigger", "wal"},
 		ChunkRows:      100_000,
 	}
 }
@@ -93,6 +99,7 @@ func Smoke() Config {
 		Backlogs:    []int{2000, 6000},
 		LagRate:     500,
 		LagDuration: 3 * time.Second,
+		LagModes:    []string{"trigger", "wal"},
 		ChunkRows:   1000,
 	}
 }
@@ -157,6 +164,14 @@ func (c *Config) Validate() error {
 		}
 		if c.LagDuration < time.Second {
 			return fmt.Errorf("LagDuration: %s is under 1s", c.LagDuration)
+		}
+		if len(c.LagModes) == 0 {
+			return errors.New("LagModes: none")
+		}
+		for _, m := range c.LagModes {
+			if m != "trigger" && m != "wal" {
+				return fmt.Errorf("LagModes: unknown capture mode %q (want trigger or wal)", m)
+			}
 		}
 		if c.ChunkRows < 1 {
 			return fmt.Errorf("ChunkRows: %d is not positive", c.ChunkRows)

@@ -380,7 +380,10 @@ func streamMarkdown(b *strings.Builder, r *Result) {
 		"power-of-two buckets); *upload*: `pgtrail_stream_upload_seconds`, the time to make one batch durable.\n\n",
 		orUnknown(d["seal-interval"]), orUnknown(d["batch-events"]), orUnknown(d["batch-bytes"]), orUnknown(d["batch-age"]),
 		num(float64(r.Config.LagRate)/lagEventsPerTx), num(r.Config.LagDuration))
-	p("| sink | target events/s | achieved | transactions | p50 s | p99 s | max s | histogram p50 s | histogram p99 s | batches | upload p50 / p99 s | peak RSS MiB | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	if len(r.Config.LagArgs) > 0 {
+		p("The lag runs' daemons had these flags beyond the defaults: `%s`.\n\n", strings.Join(r.Config.LagArgs, " "))
+	}
+	p("| capture | sink | target events/s | achieved | transactions | p50 s | p99 s | max s | histogram p50 s | histogram p99 s | batches | upload p50 / p99 s | peak RSS MiB | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range s.Lags {
 		var notes []string
 		if l.Missing > 0 {
@@ -399,7 +402,7 @@ func streamMarkdown(b *strings.Builder, r *Result) {
 		if l.Batches > 0 {
 			upload = fmt.Sprintf("%s / %s", ms3(l.UploadP50), ms3(l.UploadP99))
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.Sink, num(float64(l.TargetRate)), numOr(l.Rate), numOr(float64(l.Transactions)),
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", orUnknown(l.Mode), l.Sink, num(float64(l.TargetRate)), numOr(l.Rate), numOr(float64(l.Transactions)),
 			secOr(l.P50), secOr(l.P99), secOr(l.Max), secOr(l.HistP50), secOr(l.HistP99), numOr(l.Batches), upload, mibOr(l.PeakRSS), cell(strings.Join(notes, "; ")))
 	}
 	for _, n := range s.Notes {
@@ -574,9 +577,9 @@ func Incomplete(r *Result) []string {
 			switch {
 			case l.Skipped != "":
 			case l.Error != "":
-				out = append(out, fmt.Sprintf("lag %s: %s", l.Sink, l.Error))
+				out = append(out, fmt.Sprintf("lag %s %s: %s", l.Mode, l.Sink, l.Error))
 			case l.Transactions == 0 || l.P99 <= 0 || l.HistP99 <= 0:
-				out = append(out, fmt.Sprintf("lag %s: missing percentiles", l.Sink))
+				out = append(out, fmt.Sprintf("lag %s %s: missing percentiles", l.Mode, l.Sink))
 			}
 		}
 	}

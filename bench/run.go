@@ -25,15 +25,17 @@ type Result struct {
 
 // ConfigSummary is the part of Config the results depend on.
 type ConfigSummary struct {
-	Clients     []int   `json:"clients"`
-	DurationS   float64 `json:"duration_s"`
-	Rounds      int     `json:"rounds"`
-	WarmupS     float64 `json:"warmup_s"`
-	Accounts    int     `json:"accounts"`
-	Backlogs    []int   `json:"backlogs"`
-	LagRate     int     `json:"lag_rate"`
-	LagDuration float64 `json:"lag_duration_s"`
-	ChunkRows   int     `json:"chunk_rows"`
+	Clients     []int    `json:"clients"`
+	DurationS   float64  `json:"duration_s"`
+	Rounds      int      `json:"rounds"`
+	WarmupS     float64  `json:"warmup_s"`
+	Accounts    int      `json:"accounts"`
+	Backlogs    []int    `json:"backlogs"`
+	LagRate     int      `json:"lag_rate"`
+	LagDuration float64  `json:"lag_duration_s"`
+	LagModes    []string `json:"lag_modes"`
+	LagArgs     []string `json:"lag_stream_args,omitempty"`
+	ChunkRows   int      `json:"chunk_rows"`
 	// Parts are the parts that ran (-parts); a run of some parts only says so in its title.
 	Parts []string `json:"parts,omitempty"`
 }
@@ -48,7 +50,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	log := cfg.logger()
 	res := &Result{Label: cfg.Label, Started: time.Now().UTC(), Config: ConfigSummary{
 		Clients: cfg.Clients, DurationS: cfg.Duration.Seconds(), Rounds: cfg.Rounds, WarmupS: cfg.Warmup.Seconds(), Accounts: cfg.Accounts,
-		Backlogs: cfg.Backlogs, LagRate: cfg.LagRate, LagDuration: cfg.LagDuration.Seconds(), ChunkRows: cfg.ChunkRows,
+		Backlogs: cfg.Backlogs, LagRate: cfg.LagRate, LagDuration: cfg.LagDuration.Seconds(), LagModes: cfg.LagModes, LagArgs: cfg.LagStreamArgs, ChunkRows: cfg.ChunkRows,
 		Parts: cfg.Parts}}
 
 	bin := cfg.Pgtrail

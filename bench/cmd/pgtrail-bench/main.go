@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string) error {
 	backlogs := fs.String("backlogs", "", "stream backlog sizes in events, e.g. 250000,1000000")
 	lagRate := fs.Int("lag-rate", 0, "events per second for the lag measurement")
 	lagDuration := fs.Duration("lag-duration", 0, "how long the lag load runs")
+	lagArgs := fs.String("lag-stream-args", "", "extra pgtrail stream flags for the lag runs, space-separated, e.g. \"-v --batch-age 250ms\"")
+	lagModes := fs.String("lag-modes", "", "capture modes the lag is measured in, e.g. trigger,wal (default: both)")
 	results := fs.String("results", "", "directory for <timestamp>.md/.json and latest.md (default bench/results; .cache/bench-smoke with -smoke)")
 	noDiag := fs.Bool("no-diagnostics", false, "skip the diagnostic write scenarios at the highest client count")
 	noInstall := fs.Bool("no-install", false, "do not apt-get install pgaudit when it is missing")
@@ -106,6 +108,10 @@ func run(ctx context.Context, args []string) error {
 	}
 	if *lagDuration > 0 {
 		cfg.LagDuration = *lagDuration
+	}
+	cfg.LagStreamArgs = strings.Fields(*lagArgs)
+	if *lagModes != "" {
+		cfg.LagModes = splitList(*lagModes)
 	}
 	if *noDiag {
 		cfg.Diagnostics = false
