@@ -96,6 +96,18 @@ type receiver struct {
 type upload struct {
 	parts   [][]pgtrail.Event // contiguous, written in order (two when cut at cutAt)
 	commits []time.Time       // commit times of its transactions
+	// seal: transactions in mode wal the uploader chains (sealWAL) before it stores the batch,
+	// their entries following those in parts[0] (chained already); nil when the loop chained
+	// them. The loop goes on receiving meanwhile: chaining a batch into audit.events takes as
+	// long as its upload, and a loop that waited for it made the next batch's entries wait
+	// behind it (a second of lag at 5,000 events/s). prevSeq and prevHash end what precedes the
+	// batch; added are the entries the uploader added to parts; sealed is closed once parts is
+	// final (err set when chaining failed).
+	seal     []walTx
+	prevSeq  int64
+	prevHash []byte
+	added    []pgtrail.Event
+	sealed   chan struct{}
 	// done is canceled by the uploader when it is through with the batch; err is set before.
 	done   context.Context
 	finish context.CancelFunc
@@ -115,6 +127,14 @@ func (r *receiver) loop(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for u := range r.uploads {
+			if u.seal != nil {
+				u.err = r.sealUpload(uctx, u)
+				close(u.sealed)
+				if u.err != nil {
+					u.finish()
+					continue
+				}
+			}
 			for _, part := range u.parts {
 				if u.err = r.store(uctx, part); u.err != nil {
 					break
@@ -402,7 +422,11 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 			return nil
 		}
 		// Entries this stream chained from the WAL come back here once more: they are in the
-		// batch or archived already, and their seq says so without decoding the rest.
+		// batch or archived already, and their seq says so without decoding the rest (once the
+		// uploader says where its chaining ended).
+		if err := r.awaitSealed(ctx); err != nil {
+			return err
+		}
 		if seq, err := strconv.ParseInt(tupleSeq(rel, msg.Tuple), 10, 64); err == nil && seq <= r.pendingSeq() {
 			r.sealedAgain(rel, msg.Tuple)
 			return nil
@@ -541,10 +565,13 @@ func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) err
 		r.batchCommits = append(r.batchCommits, msg.CommitTime)
 		r.txChanges = nil
 	}
-	if err := r.addEntries(ctx, events, r.txBytes); err != nil {
-		return err
-	}
 	if len(events) > 0 {
+		if err := r.awaitSealed(ctx); err != nil {
+			return err
+		}
+		if err := r.addEntries(ctx, events, r.txBytes); err != nil {
+			return err
+		}
 		r.batchCommits = append(r.batchCommits, msg.CommitTime)
 	}
 	// Before anything of this transaction is acknowledged.
@@ -656,6 +683,10 @@ func (r *receiver) flush(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(r.unsealed) > 0 && r.cutAt == 0 {
+		// The uploader chains them, then stores the batch.
+		return r.handOff()
+	}
 	if err := r.chainWAL(ctx); err != nil {
 		return err
 	}
@@ -692,6 +723,90 @@ func (r *receiver) flush(ctx context.Context) error {
 	return nil
 }
 
+// handOff hands the batch to the uploader with its transactions in mode wal still to chain
+// (sealUpload); awaitSealed learns where the chain then ends.
+func (r *receiver) handOff() error {
+	if len(r.batchCommits) > 0 {
+		now := time.Now()
+		r.log.Debug("batch closed", "events", len(r.batch)+r.unsealedN, "transactions", len(r.batchCommits),
+			"oldest_commit_age", now.Sub(r.batchCommits[0]).Round(time.Millisecond), "batch_age", now.Sub(r.batchStart).Round(time.Millisecond))
+	}
+	u := &upload{parts: [][]pgtrail.Event{r.batch}, commits: r.batchCommits, seal: r.unsealed,
+		prevSeq: r.tipSeq, prevHash: r.tipHash, sealed: make(chan struct{})}
+	u.done, u.finish = context.WithCancel(context.Background())
+	r.inflight, r.flightLSN = u, r.batchLSN
+	r.uploads <- u
+	r.batch, r.batchBytes, r.batchCommits = nil, 0, nil
+	r.unsealed, r.unsealedN = nil, 0
+	return nil
+}
+
+// sealUpload runs on the uploader: it chains u's transactions in mode wal after the entries of
+// u.parts[0] (as chainWAL and addEntries do on the loop), reading from the table the entries
+// others chained in between, and leaves the whole batch in u.parts (none when everything was
+// chained and archived before a crash).
+func (r *receiver) sealUpload(ctx context.Context, u *upload) error {
+	events, err := r.sealWAL(ctx, u.seal)
+	if err != nil {
+		return err
+	}
+	batch := u.parts[0]
+	tip := u.prevSeq
+	if len(batch) > 0 {
+		tip = batch[len(batch)-1].Seq
+	}
+	for len(events) > 0 && events[0].Seq <= tip {
+		events = events[1:]
+	}
+	n := len(batch)
+	if len(events) > 0 && events[0].Seq > tip+1 {
+		if err := chain.Read(ctx, r.pool, tip+1, events[0].Seq-1, func(e *pgtrail.Event) error {
+			batch = append(batch, *e)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	batch = append(batch, events...)
+	u.added = batch[n:]
+	if len(batch) == 0 {
+		u.parts = nil
+		return nil
+	}
+	r.checkChain(u.prevSeq, u.prevHash, batch)
+	u.parts = [][]pgtrail.Event{batch}
+	return nil
+}
+
+// awaitSealed waits, when the upload in flight is still chaining its transactions, until it
+// is through, and moves the tip past its entries: the loop needs it to tell the entries it
+// reads back from audit.events' WAL from others'.
+func (r *receiver) awaitSealed(ctx context.Context) error {
+	u := r.inflight
+	if u == nil || u.seal == nil {
+		return nil
+	}
+	select {
+	case <-u.sealed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if u.err != nil {
+		return r.await(ctx) // completes it, which returns the error
+	}
+	u.seal = nil
+	if len(u.parts) > 0 {
+		last := u.parts[0][len(u.parts[0])-1]
+		r.tipSeq, r.tipHash = last.Seq, last.EntryHash
+	}
+	if len(r.outstanding) > 0 {
+		for i := range u.added {
+			r.sealedSeen(&u.added[i])
+		}
+	}
+	return nil
+}
+
 // await waits for the upload in flight and completes it, sending standby status meanwhile so
 // that PostgreSQL keeps the connection while the archive is slow or down.
 func (r *receiver) await(ctx context.Context) error {
@@ -716,6 +831,11 @@ func (r *receiver) await(ctx context.Context) error {
 // acknowledges the batch and what followed it without entries.
 func (r *receiver) complete(ctx context.Context) error {
 	u := r.inflight
+	if u.seal != nil && u.err == nil {
+		if err := r.awaitSealed(ctx); err != nil {
+			return err
+		}
+	}
 	r.inflight = nil
 	if u.err != nil {
 		return u.err

@@ -96,10 +96,12 @@ func (f *fixture) start(t *testing.T, cfg cdc.Config) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel, f.done, f.exited = cancel, make(chan error, 1), make(chan struct{})
+	done, exited := make(chan error, 1), make(chan struct{})
+	f.cancel, f.done, f.exited = cancel, done, exited
 	go func() {
-		f.done <- s.Run(ctx)
-		close(f.exited)
+		// The channels of this run: a second start replaces the fixture's.
+		done <- s.Run(ctx)
+		close(exited)
 	}()
 	if !f.noSealer {
 		f.sealer = &chain.Sealer{DB: f.db, Interval: 20 * time.Millisecond, Logger: cfg.Logger}
@@ -107,7 +109,6 @@ func (f *fixture) start(t *testing.T, cfg cdc.Config) {
 	}
 	// Before the database is dropped: it cannot be while the stream's slot is active, and the
 	// server's walsender may outlive the stream's connection for a moment.
-	exited := f.exited
 	t.Cleanup(func() {
 		f.stop()
 		select {
