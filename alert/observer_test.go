@@ -118,6 +118,7 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'
 // settle seals everything and waits until the Observer has seen the whole chain.
 func (d *daemon) settle(t *testing.T) {
 	t.Helper()
+	testdb.Streamed(t, d.db) // application events go through the WAL
 	testdb.Seal(t, d.db)
 	var head int64
 	if err := d.db.QueryRow(context.Background(), "SELECT seq FROM audit.chain_head").Scan(&head); err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -92,23 +93,15 @@ func decodeAutonomous(content, key []byte) (a *autonomousEvent, signed bool, err
 // commit) starts: that is its position, and what may be acknowledged once it is chained. One
 // past it would tell PostgreSQL a commit starting there was had already.
 func (r *receiver) autonomous(ctx context.Context, msg *pglogrepl.LogicalDecodingMessage) error {
-	a, signed, err := decodeAutonomous(msg.Content, r.ctxKey)
-	switch {
-	case !signed:
-		r.log.Warn("ignored an event message that is not audit.log_event_autonomous's (forged)", "lsn", msg.LSN)
-		return nil
-	case err != nil:
-		// audit.log_event_autonomous wrote it and returned its event_id: never lose it quietly.
-		r.log.Error("CAPTURE GAP: an autonomous event cannot be read; recorded as a gap", "lsn", msg.LSN, "err", err)
-		return r.recordFlagged(ctx, "autonomous event", msg.LSN.String(), map[string]any{
-			"capture_warning": "an event audit.log_event_autonomous wrote cannot be read: " + err.Error(),
-			"lsn":             msg.LSN.String(), "bytes": len(msg.Content)})
+	a, err := r.eventMessage(ctx, msg, "audit.log_event_autonomous", "autonomous event")
+	if a == nil {
+		return err
 	}
 	if !r.pending() {
 		r.batchStart = time.Now()
 	}
 	end := msg.LSN
-	r.unsealed = append(r.unsealed, walTx{commit: a.OccurredAt, end: end, event: a})
+	r.unsealed = append(r.unsealed, walTx{commit: a.OccurredAt, end: end, changes: []change{a.change()}})
 	r.unsealedN++
 	r.batchCommits = append(r.batchCommits, a.OccurredAt)
 	r.batchLSN = end
@@ -116,6 +109,53 @@ func (r *receiver) autonomous(ctx context.Context, msg *pglogrepl.LogicalDecodin
 		return r.flush(ctx)
 	}
 	return nil
+}
+
+// change is the event as one change of its transaction.
+func (a *autonomousEvent) change() change {
+	return change{action: a.ActionType, ctx: &a.sessionContext, event: a}
+}
+
+// transactionalEvent takes an application event audit.log_event wrote as a transactional
+// message (schema 16): it is chained with the transaction's changes, in its place among them,
+// when the transaction commits, and never if it rolls back. Only a message of this very
+// transaction counts: one copied from another (its xid says so) is not believed.
+func (r *receiver) transactionalEvent(ctx context.Context, msg *pglogrepl.LogicalDecodingMessage) error {
+	a, err := r.eventMessage(ctx, msg, "audit.log_event", "application event")
+	if a == nil {
+		return err
+	}
+	if !sameXID(a.XID, r.txXID) {
+		r.log.Warn("ignored an event message of another transaction (replayed)", "lsn", msg.LSN, "xid", r.txXID, "its_xid", a.XID)
+		return nil
+	}
+	r.txChanges = append(r.txChanges, a.change())
+	return nil
+}
+
+// eventMessage reads an event message that writer (the SQL function) wrote: nil when it is not
+// believed (any session can emit a message with the prefix; logged), or when it cannot be read:
+// the writer returned its event_id, so it is recorded as a CAPTURE_GAP entry (kind), never
+// dropped quietly.
+func (r *receiver) eventMessage(ctx context.Context, msg *pglogrepl.LogicalDecodingMessage, writer, kind string) (*autonomousEvent, error) {
+	a, signed, err := decodeAutonomous(msg.Content, r.ctxKey)
+	switch {
+	case !signed:
+		r.log.Warn("ignored an event message that is not "+writer+"'s (forged)", "lsn", msg.LSN)
+		return nil, nil
+	case err != nil:
+		r.log.Error("CAPTURE GAP: an event message cannot be read; recorded as a gap", "kind", kind, "lsn", msg.LSN, "err", err)
+		return nil, r.recordFlagged(ctx, kind, msg.LSN.String(), map[string]any{
+			"capture_warning": "an event " + writer + " wrote cannot be read: " + err.Error(),
+			"lsn":             msg.LSN.String(), "bytes": len(msg.Content)})
+	}
+	return a, nil
+}
+
+// sameXID reports whether xid8, a transaction's full id as text, is the 32-bit xid of the WAL.
+func sameXID(xid8 string, xid uint32) bool {
+	v, err := strconv.ParseUint(xid8, 10, 64)
+	return err == nil && uint32(v) == xid
 }
 
 // entry is the unchained entry of an autonomous event.

@@ -85,6 +85,9 @@ type change struct {
 	// byTrigger: a capture row of the same transaction captured it (made before its table
 	// switched to mode wal): the sealer chains it, not the stream.
 	byTrigger bool
+	// event, instead of a row change (table nil): an application event written as a logical
+	// message (autonomous.go), chained in its place among the transaction's changes.
+	event *autonomousEvent
 }
 
 // walTx is a committed transaction's changes to tables in mode 'wal'.
@@ -93,8 +96,6 @@ type walTx struct {
 	commit  time.Time
 	end     pglogrepl.LSN
 	changes []change
-	// event, instead of changes: an autonomous event (autonomous.go).
-	event *autonomousEvent
 }
 
 // imager runs the row-images queries on a connection of its own, closed after each batch: the
@@ -627,15 +628,11 @@ func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint6
 		if txid >= next && txid >= 1<<32 {
 			txid -= 1 << 32
 		}
-		changes := t.changes
-		if t.event != nil {
-			changes = []change{{action: t.event.ActionType, ctx: &t.event.sessionContext}}
-		}
-		for i := range changes {
-			c := &changes[i]
+		for i := range t.changes {
+			c := &t.changes[i]
 			var e pgtrail.Event
-			if t.event != nil {
-				e = t.event.entry()
+			if c.event != nil {
+				e = c.event.entry()
 				e.DBUser = unknownUser
 			} else {
 				e = pgtrail.Event{EventID: newUUID(), OccurredAt: t.commit.UTC().Truncate(time.Microsecond), TxID: txid,
@@ -661,7 +658,7 @@ func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint6
 			if e.ActorID == "" {
 				e.ActorID = e.DBUser
 			}
-			if t.event != nil {
+			if c.event != nil {
 				// An application event: no images.
 			} else if c.action == "TRUNCATE" {
 				if c.ctx == nil {
@@ -683,7 +680,7 @@ func (s *Stream) entries(ctx context.Context, m *imager, txs []walTx, next uint6
 		for _, tx := range txs {
 			for i := range tx.changes {
 				c := &tx.changes[i]
-				if c.table == t && c.action != "TRUNCATE" {
+				if c.table == t && c.event == nil && c.action != "TRUNCATE" {
 					changes = append(changes, c)
 					evs = append(evs, &events[idx[k]])
 					k++
@@ -740,7 +737,7 @@ func decodeContext(content []byte, key []byte, xid uint32) *sessionContext {
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil
 	}
-	if v, err := strconv.ParseUint(c.XID, 10, 64); err != nil || uint32(v) != xid {
+	if !sameXID(c.XID, xid) {
 		return nil
 	}
 	return &c

@@ -389,7 +389,10 @@ func (r *receiver) logical(ctx context.Context, msg pglogrepl.Message) error {
 		r.txWitnessed, r.txCaptured = r.txWitnessed[:0], r.txCaptured[:0]
 		clear(r.txSwitchAt)
 	case *pglogrepl.LogicalDecodingMessage:
-		if !msg.Transactional && msg.Prefix == eventPrefix {
+		if msg.Prefix == eventPrefix {
+			if msg.Transactional {
+				return r.transactionalEvent(ctx, msg)
+			}
 			return r.autonomous(ctx, msg)
 		}
 		if msg.Transactional && msg.Prefix == contextPrefix {

@@ -1586,3 +1586,114 @@ func TestStream_AutonomousUnreadable(t *testing.T) {
 	waitChained(t, f.db, "depth", 1)
 	waitChained(t, f.db, "autonomous event", 1)
 }
+
+// TestStream_AppEventsThroughWAL: where a stream reads the WAL, audit.log_event writes an
+// application event as a transactional logical message, not a row of audit.pending (schema 16),
+// and the stream chains it with its transaction's changes, in its place among them. Tried: an
+// event in a transaction that rolls back, a forged message and a signed message replayed into
+// another transaction, details too deep for a message reader. What must survive: the committed
+// event, in order, with its transaction's id and its caller's context; nothing of the rolled
+// back, forged or replayed ones; the deep one through audit.pending.
+func TestStream_AppEventsThroughWAL(t *testing.T) {
+	f := walFixture(t)
+	f.noSealer = true // an event left in audit.pending is never chained: the test would see it
+	testdb.Exec(t, f.db, `CREATE ROLE wal_app LOGIN; GRANT SELECT, INSERT, UPDATE ON accounts TO wal_app`)
+	cfg, err := pgx.ParseConfig(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = "wal_app"
+	ctx := context.Background()
+	app, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	f.start(t, f.config(t))
+	waitSlot(t, f.db)
+
+	var id string
+	if err := app.QueryRow(ctx, `SELECT set_config('pgtrail.actor_id', 'carol', false)`).Scan(new(string)); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`INSERT INTO accounts VALUES (1, 'alice', 1)`,
+		`SELECT audit.log_event('VIEW_PII', 'user', 'alice', 'SUCCESS', '{"field": "ssn"}')::text`,
+		`UPDATE accounts SET balance = 2 WHERE id = 1`} {
+		if strings.HasPrefix(q, "SELECT") {
+			err = tx.QueryRow(ctx, q).Scan(&id)
+		} else {
+			_, err = tx.Exec(ctx, q)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `BEGIN; SELECT audit.log_event('LOGIN', 'user', 'rolled-back'); ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	forged := `{"event_id": "00000000-0000-4000-8000-000000000002", "occurred_at": "2026-01-01T00:00:00Z", "xid": "1",
+		"action_type": "LOGIN", "resource_type": "user", "resource_id": "forged", "outcome": "SUCCESS", "db_user": "alice"}`
+	if _, err := app.Exec(ctx, `SELECT pg_logical_emit_message(true, 'pgtrail.event', $1::text || E'\n' || repeat('0', 64))`, forged); err != nil {
+		t.Fatal(err)
+	}
+	// A signed message of one transaction (the superuser can make one), emitted in another.
+	var signed string
+	if err := f.db.QueryRow(ctx, `SELECT audit.event_message(gen_random_uuid(), 'LOGIN', 'user', 'replayed', 'SUCCESS', NULL)`).Scan(&signed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Exec(ctx, `SELECT pg_logical_emit_message(true, 'pgtrail.event', $1::text)`, signed); err != nil {
+		t.Fatal(err)
+	}
+	deep := strings.Repeat(`{"a": `, 300) + "1" + strings.Repeat("}", 300)
+	if _, err := app.Exec(ctx, `SELECT audit.log_event('DEEP', 'user', 'deep', 'SUCCESS', $1::jsonb)`, deep); err != nil {
+		t.Fatal(err)
+	}
+	testdb.Exec(t, f.db, `UPDATE accounts SET balance = 3`)
+	waitChained(t, f.db, "public.accounts", 3)
+	var pending []string
+	if err := f.db.QueryRow(ctx, `SELECT COALESCE(array_agg(action_type || ' ' || resource_type || ' ' || COALESCE(resource_id, '-') ORDER BY id), '{}') FROM audit.pending WHERE resource_type = 'user'`).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(pending, ",") != "DEEP user deep" {
+		t.Errorf("audit.pending holds %q, want only the deep event's row", pending)
+	}
+	testdb.Seal(t, f.db)
+	got := f.drained(t)
+	var acts []string
+	var txids []uint64
+	for _, e := range got {
+		switch e.ResourceType {
+		case "user":
+			acts = append(acts, fmt.Sprintf("%s:%s:%s:%s:%s", e.ActionType, str(e.ResourceID), e.ActorID, e.DBUser, str(e.Details)))
+			if e.ActionType == "VIEW_PII" && e.EventID != id {
+				t.Errorf("VIEW_PII event_id %s, log_event returned %s", e.EventID, id)
+			}
+		case "public.accounts":
+			acts = append(acts, e.ActionType)
+		}
+		if e.ResourceType != "user" || e.ActionType == "VIEW_PII" {
+			txids = append(txids, e.TxID)
+		}
+	}
+	want := []string{"CREATE", `VIEW_PII:alice:carol:wal_app:{"field": "ssn"}`, "UPDATE", "UPDATE", "DEEP:deep:carol:wal_app:" + deep}
+	if len(acts) != 5 || strings.Join(acts[:4], " ") != strings.Join(want[:4], " ") || acts[4] != want[4] {
+		t.Errorf("entries:\n got %.300q\nwant %.300q", acts, want)
+	}
+	if len(txids) < 3 || txids[0] != txids[1] || txids[1] != txids[2] {
+		t.Errorf("txids of CREATE, VIEW_PII, UPDATE: %v, want one transaction's", txids)
+	}
+	rep, err := verify.DB(ctx, f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Errorf("verify db: %+v", rep.Problems)
+	}
+}

@@ -127,7 +127,7 @@ func (r *receiver) pendingInserted(ctx context.Context, rel *pglogrepl.RelationM
 		return nil
 	}
 	for i := range r.txChanges {
-		if c := &r.txChanges[i]; !c.byTrigger && c.action == row.action && c.table.rel.RelationID == relid {
+		if c := &r.txChanges[i]; !c.byTrigger && c.table != nil && c.action == row.action && c.table.rel.RelationID == relid {
 			c.byTrigger = true
 			return nil
 		}
@@ -214,6 +214,10 @@ func (r *receiver) witnessCommitted(ctx context.Context, msg *pglogrepl.CommitMe
 	// mode wal in this transaction: a row forged into audit.pending must not hide a change.
 	kept := r.txChanges[:0]
 	for i, c := range r.txChanges {
+		if c.table == nil { // an application event
+			kept = append(kept, c)
+			continue
+		}
 		at, switched := r.txSwitchAt[c.table.rel.RelationID]
 		if !c.byTrigger || !switched || i >= at {
 			c.byTrigger = false
