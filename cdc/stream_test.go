@@ -1622,8 +1622,9 @@ func TestStream_AppEventsThroughWAL(t *testing.T) {
 	}
 	for _, q := range []string{`INSERT INTO accounts VALUES (1, 'alice', 1)`,
 		`SELECT audit.log_event('VIEW_PII', 'user', 'alice', 'SUCCESS', '{"field": "ssn"}')::text`,
-		`UPDATE accounts SET balance = 2 WHERE id = 1`} {
-		if strings.HasPrefix(q, "SELECT") {
+		`UPDATE accounts SET balance = 2 WHERE id = 1`,
+		`SELECT audit.log_event('LOGOUT', 'user', 'alice')::text`} {
+		if strings.Contains(q, "VIEW_PII") {
 			err = tx.QueryRow(ctx, q).Scan(&id)
 		} else {
 			_, err = tx.Exec(ctx, q)
@@ -1678,16 +1679,17 @@ func TestStream_AppEventsThroughWAL(t *testing.T) {
 		case "public.accounts":
 			acts = append(acts, e.ActionType)
 		}
-		if e.ResourceType != "user" || e.ActionType == "VIEW_PII" {
+		if e.ResourceType != "user" || e.ActionType == "VIEW_PII" || e.ActionType == "LOGOUT" {
 			txids = append(txids, e.TxID)
 		}
 	}
-	want := []string{"CREATE", `VIEW_PII:alice:carol:wal_app:{"field": "ssn"}`, "UPDATE", "UPDATE", "DEEP:deep:carol:wal_app:" + deep}
-	if len(acts) != 5 || strings.Join(acts[:4], " ") != strings.Join(want[:4], " ") || acts[4] != want[4] {
+	want := []string{"CREATE", `VIEW_PII:alice:carol:wal_app:{"field": "ssn"}`, "UPDATE", "LOGOUT:alice:carol:wal_app:<nil>", "UPDATE",
+		"DEEP:deep:carol:wal_app:" + deep}
+	if strings.Join(acts, " ") != strings.Join(want, " ") {
 		t.Errorf("entries:\n got %.300q\nwant %.300q", acts, want)
 	}
-	if len(txids) < 3 || txids[0] != txids[1] || txids[1] != txids[2] {
-		t.Errorf("txids of CREATE, VIEW_PII, UPDATE: %v, want one transaction's", txids)
+	if len(txids) < 4 || txids[0] != txids[1] || txids[1] != txids[2] || txids[2] != txids[3] {
+		t.Errorf("txids of CREATE, VIEW_PII, UPDATE, LOGOUT: %v, want one transaction's", txids)
 	}
 	rep, err := verify.DB(ctx, f.db)
 	if err != nil {

@@ -1,7 +1,9 @@
 package verify
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -28,8 +30,9 @@ type CaptureConn interface {
 }
 
 // CaptureLag checks that nothing committed has waited longer than max to be chained: the oldest
-// entry of audit.pending (trigger capture, application events), and, when tables are in mode
-// wal, the changes the slot holds. With a stream reading the slot, a message committed now must
+// entry of audit.pending (trigger capture, DDL, events when no stream reads the WAL), and, when
+// tables are in mode wal or the slot is a stream's (audit.stream_slots: application events are
+// written to the WAL, schema 15 and 16), what the slot holds. With a stream reading the slot, a message committed now must
 // be confirmed within max; with none, the slot's pending changes are read without consuming
 // them and the oldest change to a table in mode wal dates the lag. It returns the problems found;
 // an error means it could not check.
@@ -47,15 +50,16 @@ func CaptureLag(ctx context.Context, db CaptureConn, slot string, max time.Durat
 		return nil, ErrStandby
 	}
 	var pendingAge *float64
-	var walTables bool
+	var walTables, streamed bool
 	var slotDB *string
 	var active bool
 	err := db.QueryRow(ctx, `
 		SELECT (SELECT extract(epoch FROM clock_timestamp() - min(occurred_at))::float8 FROM audit.pending),
 		       EXISTS (SELECT FROM audit.audited_tables WHERE mode = 'wal'),
+		       EXISTS (SELECT FROM audit.stream_slots WHERE slot = $1),
 		       (SELECT database::text FROM pg_replication_slots WHERE slot_name = $1),
 		       COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)`, slot).
-		Scan(&pendingAge, &walTables, &slotDB, &active)
+		Scan(&pendingAge, &walTables, &streamed, &slotDB, &active)
 	if err != nil {
 		return nil, fmt.Errorf("read capture state: %w", err)
 	}
@@ -63,11 +67,14 @@ func CaptureLag(ctx context.Context, db CaptureConn, slot string, max time.Durat
 		add("the oldest entry in audit.pending has waited %s to be sealed (more than %s): is pgtrail stream or pgtrail seal running?",
 			time.Duration(*pendingAge*float64(time.Second)).Round(time.Second), max)
 	}
-	if !walTables {
+	if slotDB == nil {
+		// Application events are written to the WAL only while a stream's slot exists.
+		if walTables {
+			add("tables are in mode wal but the replication slot %s is gone: their changes are not captured", slot)
+		}
 		return problems, nil
 	}
-	if slotDB == nil {
-		add("tables are in mode wal but the replication slot %s is gone: their changes are not captured", slot)
+	if !walTables && !streamed {
 		return problems, nil
 	}
 	if active {
@@ -78,7 +85,7 @@ func CaptureLag(ctx context.Context, db CaptureConn, slot string, max time.Durat
 		return nil, err
 	}
 	if age > max {
-		add("changes to tables in mode wal have waited %s in slot %s to be chained (more than %s), and no pgtrail stream reads it",
+		add("changes to tables in mode wal or application events have waited %s in slot %s to be chained (more than %s), and no pgtrail stream reads it (pgtrail seal --once chains them)",
 			age.Round(time.Second), slot, max)
 	}
 	return problems, nil
@@ -110,10 +117,11 @@ func probe(ctx context.Context, db CaptureConn, slot string, max time.Duration) 
 
 // oldestUnchained reads the slot's pending changes without consuming them (at most a bounded
 // number) and returns the age of the oldest committed transaction that changed a table in mode
-// wal, 0 when there is none.
+// wal or wrote an application event, or of the oldest autonomous event (its occurred_at), 0 when
+// there is none.
 func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (time.Duration, error) {
 	rows, err := db.Query(ctx, `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, 100000,
-	                              'proto_version', '1', 'publication_names', 'pgtrail', 'messages', 'false')`, slot)
+	                              'proto_version', '1', 'publication_names', 'pgtrail', 'messages', 'true')`, slot)
 	if err != nil {
 		return 0, fmt.Errorf("read slot %s: %w", slot, err)
 	}
@@ -147,6 +155,22 @@ func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (time.Dur
 				return time.Since(commit), nil
 			}
 		case *pglogrepl.TruncateMessage:
+			return time.Since(commit), nil
+		case *pglogrepl.LogicalDecodingMessage:
+			if m.Prefix != "pgtrail.event" {
+				continue // context messages, heartbeats, probes
+			}
+			if m.Transactional {
+				return time.Since(commit), nil
+			}
+			// Written outside any transaction: its own time says how long it has waited
+			// ("<json>\n<MAC>"; unreadable, it is as old as the transaction before it).
+			var body struct {
+				OccurredAt time.Time `json:"occurred_at"`
+			}
+			if i := bytes.LastIndexByte(m.Content, '\n'); i > 0 && json.Unmarshal(m.Content[:i], &body) == nil && !body.OccurredAt.IsZero() {
+				return time.Since(body.OccurredAt), nil
+			}
 			return time.Since(commit), nil
 		}
 	}

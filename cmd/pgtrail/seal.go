@@ -38,9 +38,13 @@ func runSeal(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		// Tables in mode wal, or a stream's slot (application events are written to the WAL
+		// while one exists, even with every table in mode trigger).
 		var wal bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.audited_tables WHERE mode = 'wal')`).Scan(&wal); err != nil {
-			return fmt.Errorf("read capture modes (is the schema at version 6? pgtrail migrate up): %w", err)
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.audited_tables WHERE mode = 'wal')
+		                                 OR EXISTS (SELECT FROM audit.stream_slots s JOIN pg_replication_slots r ON r.slot_name = s.slot
+		                                             WHERE s.slot = $1 AND r.database = current_database())`, *slot).Scan(&wal); err != nil {
+			return fmt.Errorf("read capture modes (is the schema at version 15? pgtrail migrate up): %w", err)
 		}
 		if wal {
 			cfg, err := db.config(e)

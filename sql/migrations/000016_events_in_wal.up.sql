@@ -55,7 +55,7 @@ DECLARE
   id uuid;
 BEGIN
   IF audit.event_class($1, $2) = 'app' AND audit.streamed()
-     AND NOT (jsonb_typeof($5) = 'object' AND ($5 ? 'capture_warning' OR $5 ? 'excluded_columns_changed'))
+     AND NOT COALESCE(jsonb_typeof($5) = 'object' AND ($5 ? 'capture_warning' OR $5 ? 'excluded_columns_changed'), false)
      AND NOT COALESCE(jsonb_path_exists($5, 'lax $.**{256}'), false) THEN
     id := gen_random_uuid();
     PERFORM pg_logical_emit_message(true, 'pgtrail.event', audit.event_message(id, $1, $2, $3, $4, $5));
