@@ -102,12 +102,15 @@ type upload struct {
 	// long as its upload, and a loop that waited for it made the next batch's entries wait
 	// behind it (a second of lag at 5,000 events/s). prevSeq and prevHash end what precedes the
 	// batch; added are the entries the uploader added to parts; sealed is closed once parts is
-	// final (err set when chaining failed).
+	// final.
 	seal     []walTx
 	prevSeq  int64
 	prevHash []byte
 	added    []pgtrail.Event
 	sealed   chan struct{}
+	// sealErr is the chaining's error, set before sealed is closed (err is the uploader's until
+	// done: the loop reads this one in between).
+	sealErr error
 	// done is canceled by the uploader when it is through with the batch; err is set before.
 	done   context.Context
 	finish context.CancelFunc
@@ -128,9 +131,10 @@ func (r *receiver) loop(ctx context.Context) error {
 	wg.Go(func() {
 		for u := range r.uploads {
 			if u.seal != nil {
-				u.err = r.sealUpload(uctx, u)
+				u.sealErr = r.sealUpload(uctx, u)
 				close(u.sealed)
-				if u.err != nil {
+				if u.sealErr != nil {
+					u.err = u.sealErr
 					u.finish()
 					continue
 				}
@@ -621,8 +625,15 @@ func (r *receiver) addEntries(ctx context.Context, events []pgtrail.Event, size 
 	return nil
 }
 
-// chainWAL chains the committed changes in mode 'wal' (sealWAL) and adds their entries to the batch.
+// chainWAL chains the committed changes in mode 'wal' (sealWAL) and adds their entries to the
+// batch. A batch the uploader is chaining is chained first: one chainer at a time (both read
+// where the chain ends), and the tip must be known before entries are read back from the table
+// (found by review: a configuration change chaining on the loop raced the uploader, lost a
+// change and batched others twice).
 func (r *receiver) chainWAL(ctx context.Context) error {
+	if err := r.awaitSealed(ctx); err != nil {
+		return err
+	}
 	if len(r.unsealed) == 0 {
 		return nil
 	}
@@ -794,7 +805,7 @@ func (r *receiver) awaitSealed(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if u.err != nil {
+	if u.sealErr != nil {
 		return r.await(ctx) // completes it, which returns the error
 	}
 	u.seal = nil
@@ -834,7 +845,7 @@ func (r *receiver) await(ctx context.Context) error {
 // acknowledges the batch and what followed it without entries.
 func (r *receiver) complete(ctx context.Context) error {
 	u := r.inflight
-	if u.seal != nil && u.err == nil {
+	if u.seal != nil && u.sealErr == nil {
 		if err := r.awaitSealed(ctx); err != nil {
 			return err
 		}

@@ -52,7 +52,9 @@ func awaitRunningStream(ctx context.Context, cfg Config) (bool, error) {
 	defer conn.Close(context.WithoutCancel(ctx))
 	var target string
 	var active bool
-	err = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)`,
+	// The insert position, not the write position: a transaction committed asynchronously
+	// before the call may not be written yet, and is committed before it all the same.
+	err = conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text, COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)`,
 		cfg.Slot).Scan(&target, &active)
 	if err != nil || !active {
 		return false, err

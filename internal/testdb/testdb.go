@@ -109,19 +109,23 @@ func Seal(t testing.TB, db *pgxpool.Pool) int64 {
 	}
 }
 
-// Streamed waits until every stream reading db's WAL (an active slot of its database) has
-// confirmed the WAL written before the call: it has then chained what was committed before,
-// application events written to the WAL included (schema 16), for up to 30 seconds.
+// Streamed waits until every stream reading db's WAL (an active slot of its database, or one a
+// stream registered and is about to read) has confirmed the WAL written before the call: it has
+// then chained what was committed before, application events written to the WAL included
+// (schema 16), for up to 30 seconds.
 func Streamed(t testing.TB, db *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
 	var lsn string
-	if err := db.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+	// The insert position: commits here are asynchronous, and the write position can be
+	// behind them.
+	if err := db.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var behind int
-		if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()
+			AND (active OR slot_name IN (SELECT slot FROM audit.stream_slots))
 			AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < $1::pg_lsn)`, lsn).Scan(&behind); err != nil {
 			t.Fatal(err)
 		}

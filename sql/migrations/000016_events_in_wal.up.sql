@@ -4,7 +4,9 @@
 -- LOGIN, FAILED_LOGIN, VIEW_PII, ...) is now a transactional logical message instead, signed like
 -- the context messages of mode wal (version 6) and chained by the stream with the transaction's
 -- changes, in its place among them — and not at all if the transaction rolls back, as before.
--- audit.log_event keeps its signature, its checks and its return value. pgtrail's own classes,
+-- So is a DDL event (the event trigger's, through audit.log_event): chained in WAL order with the
+-- changes the DDL governs. audit.log_event keeps its signature, its checks and its return value.
+-- pgtrail's other own events (written by pgtrail's commands and the stream itself),
 -- details no message reader could take (nested 256 levels deep) or that audit.pending refuses
 -- (pgtrail's own keys), and databases no stream reads, go through audit.pending as before.
 -- Must run as a superuser. No BEGIN/COMMIT (one implicit transaction).
@@ -47,14 +49,15 @@ ALTER FUNCTION audit.log_event_autonomous(text, text, text, text, jsonb) RENAME 
 REVOKE ALL ON FUNCTION audit.log_event_autonomous_v15(text, text, text, text, jsonb) FROM PUBLIC;
 
 -- Called by the class writers of version 8 (which check who may write the class) with the
--- arguments audit.log_event checked.
+-- arguments audit.log_event checked. A signed message is as good as a call of a class writer:
+-- only this function (and log_event_autonomous, app class only) signs.
 CREATE FUNCTION audit.insert_event(action_type text, resource_type text, resource_id text, outcome text, details jsonb)
 RETURNS uuid
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   id uuid;
 BEGIN
-  IF audit.event_class($1, $2) = 'app' AND audit.streamed()
+  IF (audit.event_class($1, $2) = 'app' OR $1 = 'DDL') AND audit.streamed()
      AND NOT COALESCE(jsonb_typeof($5) = 'object' AND ($5 ? 'capture_warning' OR $5 ? 'excluded_columns_changed'), false)
      AND NOT COALESCE(jsonb_path_exists($5, 'lax $.**{256}'), false) THEN
     id := gen_random_uuid();
