@@ -1588,8 +1588,9 @@ func TestStream_AutonomousUnreadable(t *testing.T) {
 }
 
 // TestStream_AppEventsThroughWAL: where a stream reads the WAL, audit.log_event writes an
-// application event as a transactional logical message, not a row of audit.pending (schema 16),
-// and the stream chains it with its transaction's changes, in its place among them. Tried: an
+// application event (and the event trigger a DDL event) as a transactional logical message, not
+// a row of audit.pending (schema 16), and the stream chains it with its transaction's changes,
+// in its place among them. Tried: an
 // event in a transaction that rolls back, a forged message and a signed message replayed into
 // another transaction, details too deep for a message reader. What must survive: the committed
 // event, in order, with its transaction's id and its caller's context; nothing of the rolled
@@ -1656,10 +1657,12 @@ func TestStream_AppEventsThroughWAL(t *testing.T) {
 	if _, err := app.Exec(ctx, `SELECT audit.log_event('DEEP', 'user', 'deep', 'SUCCESS', $1::jsonb)`, deep); err != nil {
 		t.Fatal(err)
 	}
-	testdb.Exec(t, f.db, `UPDATE accounts SET balance = 3`)
+	// A DDL event goes through the WAL too, in its place before the change that follows it.
+	testdb.Exec(t, f.db, `ALTER TABLE accounts ADD COLUMN note text; UPDATE accounts SET balance = 3`)
 	waitChained(t, f.db, "public.accounts", 3)
 	var pending []string
-	if err := f.db.QueryRow(ctx, `SELECT COALESCE(array_agg(action_type || ' ' || resource_type || ' ' || COALESCE(resource_id, '-') ORDER BY id), '{}') FROM audit.pending WHERE resource_type = 'user'`).Scan(&pending); err != nil {
+	if err := f.db.QueryRow(ctx, `SELECT COALESCE(array_agg(action_type || ' ' || resource_type || ' ' || COALESCE(resource_id, '-') ORDER BY id), '{}') FROM audit.pending
+		WHERE resource_type = 'user' OR details->>'query' LIKE '%ADD COLUMN note%'`).Scan(&pending); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(pending, ",") != "DEEP user deep" {
@@ -1678,13 +1681,17 @@ func TestStream_AppEventsThroughWAL(t *testing.T) {
 			}
 		case "public.accounts":
 			acts = append(acts, e.ActionType)
+		case "table":
+			if strings.Contains(str(e.Details), "ADD COLUMN note") {
+				acts = append(acts, e.ActionType+":"+str(e.ResourceID))
+			}
 		}
-		if e.ResourceType != "user" || e.ActionType == "VIEW_PII" || e.ActionType == "LOGOUT" {
+		if e.ResourceType == "public.accounts" && len(txids) < 3 || e.ActionType == "VIEW_PII" || e.ActionType == "LOGOUT" {
 			txids = append(txids, e.TxID)
 		}
 	}
-	want := []string{"CREATE", `VIEW_PII:alice:carol:wal_app:{"field": "ssn"}`, "UPDATE", "LOGOUT:alice:carol:wal_app:<nil>", "UPDATE",
-		"DEEP:deep:carol:wal_app:" + deep}
+	want := []string{"CREATE", `VIEW_PII:alice:carol:wal_app:{"field": "ssn"}`, "UPDATE", "LOGOUT:alice:carol:wal_app:<nil>",
+		"DDL:public.accounts", "UPDATE", "DEEP:deep:carol:wal_app:" + deep}
 	if strings.Join(acts, " ") != strings.Join(want, " ") {
 		t.Errorf("entries:\n got %.300q\nwant %.300q", acts, want)
 	}
