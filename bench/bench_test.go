@@ -199,16 +199,23 @@ func TestChecks_WriteTargets(t *testing.T) {
 		{Scenario: ScenarioPgtrail, Clients: 1, TPS: 900},
 		{Scenario: ScenarioPlain, Clients: 8, TPS: 6000},
 		{Scenario: ScenarioPgtrail, Clients: 8, TPS: 7000, Share: 0.875},
+		{Scenario: ScenarioPgtrailWALHot, Clients: 8, TPS: 6900, Share: 0.86},
+		{Scenario: ScenarioPgtrailWAL, Clients: 8, TPS: 3300, Share: 0.41},
 	}}}
 	checks := Checks(r)
-	if len(checks) != 2 {
-		t.Fatalf("checks = %+v, want two", checks)
+	want := []struct{ target, met, measured string }{
+		{"pgtrail ≥ 85% of no-audit TPS at 8 clients", "met", "88%"},
+		{"WAL mode hot path ≥ 85% of no-audit TPS at 8 clients", "met", "86%"},
+		{"WAL mode whole pipeline ≥ 70% of no-audit TPS at 8 clients", "MISSED", "41%"},
+		{"pgtrail never below the plain trigger", "MISSED", "1 clients"},
 	}
-	if checks[0].Met != "met" {
-		t.Errorf("87.5%% at 8 clients: %+v, want met", checks[0])
+	if len(checks) != len(want) {
+		t.Fatalf("checks = %+v, want %d", checks, len(want))
 	}
-	if checks[1].Met != "MISSED" || !strings.Contains(checks[1].Measured, "1 clients") {
-		t.Errorf("below plain at 1 client: %+v, want MISSED naming 1 client", checks[1])
+	for i, w := range want {
+		if c := checks[i]; c.Target != w.target || c.Met != w.met || !strings.Contains(c.Measured, w.measured) {
+			t.Errorf("check %d = %+v, want %s %s (%s)", i, c, w.target, w.met, w.measured)
+		}
 	}
 }
 
