@@ -18,13 +18,15 @@ ALTER EVENT TRIGGER pgtrail_drop DISABLE;
 
 -- Whether a slot of pgtrail stream reads this database's WAL (registered by the stream in
 -- audit.stream_slots and created through: another tool's slot, or one still being created,
--- decodes nothing for the trail). A message no such slot reads would be lost.
+-- decodes nothing for the trail; nor does one invalidated for retaining too much WAL). A message
+-- no such slot reads would be lost.
 CREATE FUNCTION audit.streamed() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 RETURN current_setting('wal_level') = 'logical' AND EXISTS (
   SELECT FROM audit.stream_slots t JOIN pg_replication_slots s ON s.slot_name = t.slot
    WHERE s.database = current_database() AND s.plugin = 'pgoutput' AND NOT s.temporary
-     AND s.confirmed_flush_lsn IS NOT NULL);
+     AND s.confirmed_flush_lsn IS NOT NULL AND s.restart_lsn IS NOT NULL
+     AND s.wal_status IS DISTINCT FROM 'lost');
 ALTER FUNCTION audit.streamed() OWNER TO pgtrail_sealer;
 REVOKE ALL ON FUNCTION audit.streamed() FROM PUBLIC;
 
