@@ -1,9 +1,7 @@
 package verify
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -67,8 +65,20 @@ func CaptureLag(ctx context.Context, db CaptureConn, slot string, max time.Durat
 		add("the oldest entry in audit.pending has waited %s to be sealed (more than %s): is pgtrail stream or pgtrail seal running?",
 			time.Duration(*pendingAge*float64(time.Second)).Round(time.Second), max)
 	}
+	// A stream's slot that is gone took what waited in it (application events, with no table
+	// in mode wal) with it: the stream records the gap when it starts again under that name;
+	// until then, or if it never does, verify says so. A stream given up on purpose is taken
+	// out of audit.stream_slots by a superuser.
+	gone, err := goneSlots(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range gone {
+		if g != slot || !walTables {
+			add("the replication slot %s that pgtrail stream read is gone: what waited in it (application events written to the WAL) is lost unless a stream starts again with --slot %s, which records the gap; a stream given up on purpose is removed with DELETE FROM audit.stream_slots WHERE slot = '%s'", g, g, g)
+		}
+	}
 	if slotDB == nil {
-		// Application events are written to the WAL only while a stream's slot exists.
 		if walTables {
 			add("tables are in mode wal but the replication slot %s is gone: their changes are not captured", slot)
 		}
@@ -80,9 +90,13 @@ func CaptureLag(ctx context.Context, db CaptureConn, slot string, max time.Durat
 	if active {
 		return append(problems, probe(ctx, db, slot, max)...), nil
 	}
-	age, err := oldestUnchained(ctx, db, slot)
+	age, full, err := oldestUnchained(ctx, db, slot)
 	if err != nil {
 		return nil, err
+	}
+	if full && age == 0 {
+		// Anyone can write messages into the WAL; a flood of them must not hide what follows.
+		add("slot %s holds more than %d unread changes and messages, and no pgtrail stream reads it", slot, peekLimit)
 	}
 	if age > max {
 		add("changes to tables in mode wal or application events have waited %s in slot %s to be chained (more than %s), and no pgtrail stream reads it (pgtrail seal --once chains them)",
@@ -115,23 +129,51 @@ func probe(ctx context.Context, db CaptureConn, slot string, max time.Duration) 
 	}
 }
 
-// oldestUnchained reads the slot's pending changes without consuming them (at most a bounded
-// number) and returns the age of the oldest committed transaction that changed a table in mode
-// wal or wrote an application event, or of the oldest autonomous event (its occurred_at), 0 when
-// there is none.
-func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (time.Duration, error) {
-	rows, err := db.Query(ctx, `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, 100000,
-	                              'proto_version', '1', 'publication_names', 'pgtrail', 'messages', 'true')`, slot)
+// goneSlots lists the slots audit.stream_slots names that no longer exist in this database.
+func goneSlots(ctx context.Context, db CaptureConn) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT t.slot FROM audit.stream_slots t WHERE NOT EXISTS (
+	                              SELECT FROM pg_replication_slots s WHERE s.slot_name = t.slot AND s.database = current_database())
+	                            ORDER BY t.slot`)
 	if err != nil {
-		return 0, fmt.Errorf("read slot %s: %w", slot, err)
+		return nil, fmt.Errorf("read the stream's slots: %w", err)
+	}
+	defer rows.Close()
+	var gone []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("read the stream's slots: %w", err)
+		}
+		gone = append(gone, s)
+	}
+	return gone, rows.Err()
+}
+
+// peekLimit bounds what oldestUnchained reads of a slot.
+const peekLimit = 100_000
+
+// oldestUnchained reads the slot's pending changes without consuming them (at most peekLimit)
+// and returns the age of the oldest committed transaction that changed a table in mode wal or
+// wrote an application event, or of the oldest autonomous event, 0 when there is none; full
+// says the limit was reached. A message's content is anyone's to write (a date in it is not
+// believed): an autonomous event is dated by the commit before it, or, first in the slot, by
+// the one after it.
+func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (age time.Duration, full bool, err error) {
+	rows, err := db.Query(ctx, `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2,
+	                              'proto_version', '1', 'publication_names', 'pgtrail', 'messages', 'true')`, slot, peekLimit)
+	if err != nil {
+		return 0, false, fmt.Errorf("read slot %s: %w", slot, err)
 	}
 	defer rows.Close()
 	var commit time.Time
+	undated := false // an autonomous event before any transaction
 	audit := map[uint32]bool{}
+	n := 0
 	for rows.Next() {
+		n++
 		var data []byte
 		if err := rows.Scan(&data); err != nil {
-			return 0, fmt.Errorf("read slot %s: %w", slot, err)
+			return 0, false, fmt.Errorf("read slot %s: %w", slot, err)
 		}
 		msg, err := pglogrepl.Parse(data)
 		if err != nil {
@@ -142,37 +184,35 @@ func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (time.Dur
 			audit[m.RelationID] = m.Namespace == "audit"
 		case *pglogrepl.BeginMessage:
 			commit = m.CommitTime
+			if undated {
+				return time.Since(commit), false, nil
+			}
 		case *pglogrepl.InsertMessage:
 			if !audit[m.RelationID] {
-				return time.Since(commit), nil
+				return time.Since(commit), false, nil
 			}
 		case *pglogrepl.UpdateMessage:
 			if !audit[m.RelationID] {
-				return time.Since(commit), nil
+				return time.Since(commit), false, nil
 			}
 		case *pglogrepl.DeleteMessage:
 			if !audit[m.RelationID] {
-				return time.Since(commit), nil
+				return time.Since(commit), false, nil
 			}
 		case *pglogrepl.TruncateMessage:
-			return time.Since(commit), nil
+			return time.Since(commit), false, nil
 		case *pglogrepl.LogicalDecodingMessage:
-			if m.Prefix != "pgtrail.event" {
-				continue // context messages, heartbeats, probes
+			switch {
+			case m.Prefix != "pgtrail.event":
+				// context messages, heartbeats, probes
+			case m.Transactional:
+				return time.Since(commit), false, nil
+			case commit.IsZero():
+				undated = true
+			default:
+				return time.Since(commit), false, nil
 			}
-			if m.Transactional {
-				return time.Since(commit), nil
-			}
-			// Written outside any transaction: its own time says how long it has waited
-			// ("<json>\n<MAC>"; unreadable, it is as old as the transaction before it).
-			var body struct {
-				OccurredAt time.Time `json:"occurred_at"`
-			}
-			if i := bytes.LastIndexByte(m.Content, '\n'); i > 0 && json.Unmarshal(m.Content[:i], &body) == nil && !body.OccurredAt.IsZero() {
-				return time.Since(body.OccurredAt), nil
-			}
-			return time.Since(commit), nil
 		}
 	}
-	return 0, rows.Err()
+	return 0, n >= peekLimit, rows.Err()
 }
