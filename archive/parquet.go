@@ -70,14 +70,44 @@ func EncodeParquet(events []pgtrail.Event) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[parquetRow](&buf, parquet.Compression(&parquet.Zstd))
-	if _, err := w.Write(rows); err != nil {
-		return nil, fmt.Errorf("encode parquet: %w", err)
+	// No min/max statistics in page headers, and no bounds of the blob columns in the footer: a
+	// page header held its values' min and max whole, so a page of one 537 MB details value was
+	// over the 2 GB a page's size may be, the writer refused it and the stream retried it
+	// forever (found by red-teaming: any role can log such an event). Readers lose nothing they
+	// use: the column index keeps truncated bounds.
+	w := parquet.NewGenericWriter[parquetRow](&buf, parquet.Compression(&parquet.Zstd), parquet.DataPageStatistics(false),
+		parquet.SkipPageBounds("before_state"), parquet.SkipPageBounds("after_state"), parquet.SkipPageBounds("details"))
+	// The writer cuts pages between Write calls: rows go in runs of about writeChunkBytes, so
+	// that no page holds more than one large value.
+	for start := 0; start < len(rows); {
+		end, size := start, 0
+		for end < len(rows) && (end == start || size < writeChunkBytes) {
+			size += rowSize(&rows[end])
+			end++
+		}
+		if _, err := w.Write(rows[start:end]); err != nil {
+			return nil, fmt.Errorf("encode parquet: %w", err)
+		}
+		start = end
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("encode parquet: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// writeChunkBytes bounds the row data of one Write to the Parquet writer (see EncodeParquet).
+const writeChunkBytes = 8 << 20
+
+// rowSize is about the bytes of a row's variable-length columns.
+func rowSize(r *parquetRow) int {
+	n := 256 + len(r.ActorID) + len(r.ResourceType)
+	for _, p := range []*string{r.BeforeState, r.AfterState, r.Details, r.ResourceID, r.ActorUserAgent} {
+		if p != nil {
+			n += len(*p)
+		}
+	}
+	return n
 }
 
 // DecodeParquet decodes a file written by EncodeParquet into events, in file order. An empty

@@ -36,6 +36,10 @@ type autonomousEvent struct {
 	ResourceID   *string         `json:"resource_id"`
 	Outcome      string          `json:"outcome"`
 	Details      json.RawMessage `json:"details"`
+	// Autonomous: written by audit.log_event_autonomous, outside any transaction; false: by
+	// audit.log_event in a transaction (schema 16 signs which writer it was; nil: schema 15,
+	// whose only writer was the autonomous one).
+	Autonomous *bool `json:"autonomous"`
 }
 
 // What audit.log_event_autonomous accepts; a message that says otherwise is not its.
@@ -97,6 +101,12 @@ func (r *receiver) autonomous(ctx context.Context, msg *pglogrepl.LogicalDecodin
 	if a == nil {
 		return err
 	}
+	if a.Autonomous != nil && !*a.Autonomous {
+		// A transactional writer's message, copied out of the WAL and emitted again outside any
+		// transaction (found by red-teaming: a ROLE_GRANT rolled back was chained this way).
+		r.log.Warn("ignored a transactional event message emitted outside its transaction (replayed)", "lsn", msg.LSN, "event_id", a.EventID)
+		return nil
+	}
 	if !r.pending() {
 		r.batchStart = time.Now()
 	}
@@ -125,7 +135,7 @@ func (r *receiver) transactionalEvent(ctx context.Context, msg *pglogrepl.Logica
 	if a == nil {
 		return err
 	}
-	if !sameXID(a.XID, r.txXID) {
+	if a.Autonomous == nil || *a.Autonomous || !sameXID(a.XID, r.txXID) {
 		r.log.Warn("ignored an event message of another transaction (replayed)", "lsn", msg.LSN, "xid", r.txXID, "its_xid", a.XID)
 		return nil
 	}
@@ -162,7 +172,9 @@ func sameXID(xid8 string, xid uint32) bool {
 func (a *autonomousEvent) entry() pgtrail.Event {
 	e := pgtrail.Event{EventID: a.EventID, OccurredAt: a.OccurredAt.UTC().Truncate(time.Microsecond), ActionType: a.ActionType,
 		ResourceType: a.ResourceType, ResourceID: a.ResourceID, Outcome: a.Outcome, ChangedColumns: []string{}}
-	if len(a.Details) > 0 && string(a.Details) != "null" {
+	// Schema 16 leaves the key out for SQL NULL details, so JSON null is kept; schema 15 wrote
+	// null for both.
+	if len(a.Details) > 0 && (a.Autonomous != nil || string(a.Details) != "null") {
 		d := string(a.Details)
 		e.Details = &d
 	}

@@ -460,7 +460,10 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 // false on a schema without the table). created: this session made the slot, at its consistent
 // point at.
 func (s *Stream) registerSlot(ctx context.Context, created bool, at string) (recorded pglogrepl.LSN, tracked bool, err error) {
-	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('audit.stream_slots') IS NOT NULL`).Scan(&tracked); err != nil {
+	var readsEvents bool // schema 16
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('audit.stream_slots') IS NOT NULL,
+	                                   EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('audit.stream_slots') AND attname = 'reads_events')`).
+		Scan(&tracked, &readsEvents); err != nil {
 		return 0, false, fmt.Errorf("check the schema: %w", err)
 	}
 	if !tracked {
@@ -509,9 +512,14 @@ func (s *Stream) registerSlot(ctx context.Context, created bool, at string) (rec
 			}
 		}
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO audit.stream_slots (slot, confirmed_lsn) VALUES ($1, $2::pg_lsn)
-	                                ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = EXCLUDED.confirmed_lsn, recorded_at = now()`,
-		s.cfg.Slot, pos.String()); err != nil {
+	// reads_events (schema 16): this stream takes application events from the WAL.
+	register := `INSERT INTO audit.stream_slots (slot, confirmed_lsn) VALUES ($1, $2::pg_lsn)
+	             ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = EXCLUDED.confirmed_lsn, recorded_at = now()`
+	if readsEvents {
+		register = `INSERT INTO audit.stream_slots (slot, confirmed_lsn, reads_events) VALUES ($1, $2::pg_lsn, true)
+		            ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = EXCLUDED.confirmed_lsn, recorded_at = now(), reads_events = true`
+	}
+	if _, err := s.pool.Exec(ctx, register, s.cfg.Slot, pos.String()); err != nil {
 		return 0, true, fmt.Errorf("record the slot's position (the stream's role must be a member of pgtrail_sealer): %w", err)
 	}
 	return pos, true, nil

@@ -1647,7 +1647,7 @@ func TestStream_AppEventsThroughWAL(t *testing.T) {
 	}
 	// A signed message of one transaction (the superuser can make one), emitted in another.
 	var signed string
-	if err := f.db.QueryRow(ctx, `SELECT audit.event_message(gen_random_uuid(), 'LOGIN', 'user', 'replayed', 'SUCCESS', NULL)`).Scan(&signed); err != nil {
+	if err := f.db.QueryRow(ctx, `SELECT audit.event_message(gen_random_uuid(), 'LOGIN', 'user', 'replayed', 'SUCCESS', NULL, false)`).Scan(&signed); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.db.Exec(ctx, `SELECT pg_logical_emit_message(true, 'pgtrail.event', $1::text)`, signed); err != nil {

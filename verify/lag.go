@@ -1,7 +1,9 @@
 package verify
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -155,9 +157,10 @@ const peekLimit = 100_000
 // oldestUnchained reads the slot's pending changes without consuming them (at most peekLimit)
 // and returns the age of the oldest committed transaction that changed a table in mode wal or
 // wrote an application event, or of the oldest autonomous event, 0 when there is none; full
-// says the limit was reached. A message's content is anyone's to write (a date in it is not
-// believed): an autonomous event is dated by the commit before it, or, first in the slot, by
-// the one after it.
+// says the limit was reached. A message's content is anyone's to write: an autonomous event is
+// dated by the commit before it; first in the slot, by the one after it or its own date,
+// whichever is older (a forged date can raise a false alarm while no stream reads the slot, never
+// hide a real event: found by red-teaming, a lone event was not reported at all).
 func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (age time.Duration, full bool, err error) {
 	rows, err := db.Query(ctx, `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2,
 	                              'proto_version', '1', 'publication_names', 'pgtrail', 'messages', 'true')`, slot, peekLimit)
@@ -166,7 +169,8 @@ func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (age time
 	}
 	defer rows.Close()
 	var commit time.Time
-	undated := false // an autonomous event before any transaction
+	undated := false         // an autonomous event before any transaction
+	var ownAge time.Duration // the oldest of their own dates
 	audit := map[uint32]bool{}
 	n := 0
 	for rows.Next() {
@@ -185,7 +189,7 @@ func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (age time
 		case *pglogrepl.BeginMessage:
 			commit = m.CommitTime
 			if undated {
-				return time.Since(commit), false, nil
+				return max(time.Since(commit), ownAge), false, nil
 			}
 		case *pglogrepl.InsertMessage:
 			if !audit[m.RelationID] {
@@ -209,10 +213,27 @@ func oldestUnchained(ctx context.Context, db CaptureConn, slot string) (age time
 				return time.Since(commit), false, nil
 			case commit.IsZero():
 				undated = true
+				ownAge = max(ownAge, messageAge(m.Content))
 			default:
 				return time.Since(commit), false, nil
 			}
 		}
 	}
+	if undated {
+		return ownAge, false, rows.Err()
+	}
 	return 0, n >= peekLimit, rows.Err()
+}
+
+// messageAge is how long ago an event message ("<json>\n<MAC>") says it was written, 0 when it
+// does not say or says the future.
+func messageAge(content []byte) time.Duration {
+	var body struct {
+		OccurredAt time.Time `json:"occurred_at"`
+	}
+	i := bytes.LastIndexByte(content, '\n')
+	if i < 0 || json.Unmarshal(content[:i], &body) != nil || body.OccurredAt.IsZero() {
+		return 0
+	}
+	return max(time.Since(body.OccurredAt), 0)
 }

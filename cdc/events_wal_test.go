@@ -1,0 +1,258 @@
+package cdc_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgtrail/pgtrail/internal/testdb"
+	"github.com/pgtrail/pgtrail/verify"
+)
+
+// Tests from red-teaming schema 16 (application and DDL events written to the WAL). Each failed
+// on the code the red team attacked, and holds since its fix.
+
+// rt16App connects to f's database as a new ordinary login role (cluster-wide: a unique name).
+func rt16App(t *testing.T, f *fixture, role string) *pgx.Conn {
+	t.Helper()
+	testdb.Exec(t, f.db, `CREATE ROLE `+role+` LOGIN; GRANT SELECT, INSERT, UPDATE ON accounts TO `+role)
+	cfg, err := pgx.ParseConfig(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	app, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close(context.Background()) })
+	return app
+}
+
+// rt16Inactive waits until no walsender holds slot.
+func rt16Inactive(t *testing.T, db *pgxpool.Pool, slot string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var active bool
+		if err := db.QueryRow(context.Background(), `SELECT COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)`, slot).Scan(&active); err != nil {
+			t.Fatal(err)
+		}
+		if !active {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot %s still active", slot)
+		}
+	}
+}
+
+// rt16Count counts entries of audit.events (or audit.pending) matching where.
+func rt16Count(t *testing.T, db *pgxpool.Pool, table, where string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), `SELECT count(*) FROM `+table+` WHERE `+where).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// rt16SlotHolds reports whether the slot's pending WAL holds needle (peeked, not consumed).
+func rt16SlotHolds(t *testing.T, db *pgxpool.Pool, slot, needle string) bool {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
+		'proto_version', '1', 'publication_names', 'pgtrail', 'messages', 'true')`, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		found = found || bytes.Contains(data, []byte(needle))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// rt16Signed returns the signed message ("<json>\n<64 hex>") holding marker from the WAL files
+// around the current position, as a role with pg_read_server_files reads them.
+func rt16Signed(t *testing.T, reader *pgx.Conn, marker string) (string, bool) {
+	t.Helper()
+	ctx := context.Background()
+	var segs [][]byte
+	for _, back := range []int{0, 16777216} {
+		var b []byte
+		// The segment before may have been recycled already: skipped.
+		if err := reader.QueryRow(ctx, `SELECT pg_read_binary_file('pg_wal/' || pg_walfile_name(pg_current_wal_lsn() - $1::int))`, back).Scan(&b); err == nil {
+			segs = append(segs, b)
+		}
+	}
+	for _, seg := range segs {
+		i := bytes.Index(seg, []byte(marker))
+		if i < 0 {
+			continue
+		}
+		from := bytes.LastIndex(seg[:i], []byte(`{"xid": "`))
+		nl := bytes.IndexByte(seg[i:], '\n')
+		if from < 0 || nl < 0 || i+nl+65 > len(seg) {
+			return "", false
+		}
+		msg := string(seg[from : i+nl+65])
+		mac := msg[len(msg)-64:]
+		if strings.Trim(mac, "0123456789abcdef") != "" || strings.ContainsAny(msg[:len(msg)-65], "\x00\n") {
+			return "", false // split by a page header: try another
+		}
+		return msg, true
+	}
+	return "", false
+}
+
+// TestStream_SignedEventReplayed: a signed event message's bytes, read out of the WAL (here by a
+// role with pg_read_server_files, as a backup job; also a REPLICATION role, base backups, the
+// WAL archive), are emitted again by any login with pg_logical_emit_message(false, ...). The
+// message of a ROLE_GRANT whose transaction rolled back (its WAL record is written all the
+// same) was chained twice as the admin's. What must hold: a transactional writer's message
+// emitted outside its transaction is ignored (schema 16 signs which writer wrote it), and verify
+// db is clean. (Replaying an autonomous event's own message chains it again with its event_id:
+// a known gap, in docs/design.md.)
+func TestStream_SignedEventReplayed(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, fileSink(t))
+	app := rt16App(t, f, "rt16_rp_app")
+	admin := rt16App(t, f, "rt16_rp_admin")
+	reader := rt16App(t, f, "rt16_rp_reader")
+	// A role that reads the WAL files (as a backup or WAL-archive job does).
+	testdb.Exec(t, f.db, `GRANT pg_read_server_files TO rt16_rp_reader; GRANT EXECUTE ON FUNCTION pg_read_binary_file(text) TO rt16_rp_reader`)
+	cfg := f.config(t)
+	cfg.Slot = "rt16_replay"
+	f.start(t, cfg)
+	waitSlot(t, f.db)
+
+	replay := func(t *testing.T, call, resourceType string, original int) {
+		var signed string
+		for try := 0; ; try++ {
+			marker := fmt.Sprintf("rt16-%s-%d", resourceType, try)
+			if _, err := admin.Exec(ctx, fmt.Sprintf(call, marker)); err != nil {
+				t.Fatal(err)
+			}
+			testdb.Exec(t, f.db, `SELECT pg_logical_emit_message(true, 'flush', '') FROM set_config('synchronous_commit', 'on', true)`)
+			var ok bool
+			if signed, ok = rt16Signed(t, reader, marker); ok {
+				break
+			}
+			if try == 5 {
+				t.Fatal("no signed message found whole in the WAL")
+			}
+		}
+		t.Logf("read from the WAL: %.150s...", signed)
+		for i := 0; i < 2; i++ {
+			if _, err := app.Exec(ctx, `SELECT pg_logical_emit_message(false, 'pgtrail.event', $1::text)`, signed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testdb.Exec(t, f.db, `SELECT pg_logical_emit_message(true, 'flush', '') FROM set_config('synchronous_commit', 'on', true)`)
+		testdb.Streamed(t, f.db)
+		rows, err := f.db.Query(ctx, `SELECT format('seq %s %s %s actor=%s db_user=%s txid=%s event_id=%s', seq, action_type, resource_id, actor_id, db_user, txid, event_id)
+			FROM audit.events WHERE resource_type = $1 ORDER BY seq`, resourceType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range got {
+			t.Logf("chained: %s", g)
+		}
+		rep, err := verify.DB(ctx, f.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("verify db problems: %d", len(rep.Problems))
+		if len(got) != original || len(rep.Problems) != 0 {
+			t.Errorf("want the %d original(s) only, verify clean: %q, %+v", original, got, rep.Problems)
+		}
+	}
+	t.Run("rolled_back_transactional", func(t *testing.T) {
+		replay(t, `BEGIN; SET LOCAL pgtrail.actor_id = 'admin-alice';
+			SELECT audit.log_event('ROLE_GRANT', 'role', '%s', 'SUCCESS', '{"granted": "admin"}'); ROLLBACK`, "role", 0)
+	})
+}
+
+// TestCaptureLag_LoneAutonomousEvent: an autonomous event waits in the slot of a stream that is
+// down, and nothing follows it. verify --max-capture-lag dated it by the transactions around it:
+// with none, its age was 0 and it was never reported. What must hold: reported once it has
+// waited longer than allowed (its own date is used when nothing follows it).
+func TestCaptureLag_LoneAutonomousEvent(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, fileSink(t))
+	app := rt16App(t, f, "rt16_lone_app")
+	cfg := f.config(t)
+	cfg.Slot = "rt16_lone"
+	f.start(t, cfg)
+	waitSlot(t, f.db)
+	if err := f.wait(t); err != nil { // the stream stops: its slot is kept
+		t.Fatal(err)
+	}
+	rt16Inactive(t, f.db, "rt16_lone")
+	if _, err := app.Exec(ctx, `SELECT audit.log_event_autonomous('FAILED_LOGIN', 'user', 'rt16-lone', 'FAILURE')`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // written out by the WAL writer (commits are asynchronous)
+	if !rt16SlotHolds(t, f.db, "rt16_lone", "rt16-lone") {
+		t.Fatal("the slot does not hold the event")
+	}
+	conn, err := f.db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	problems, err := verify.CaptureLag(ctx, conn, "rt16_lone", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("an autonomous event waiting 2.5s, verify --max-capture-lag 1s --slot rt16_lone: %+v", problems)
+	if len(problems) != 1 || !strings.Contains(problems[0].Detail, "waited") {
+		t.Errorf("an autonomous event waiting 2.5s: %+v, want it reported", problems)
+	}
+}
+
+// TestStream_EventsWaitForAStreamThatReadsThem: a stream older than schema 16 skips transactional
+// event messages and acknowledges them, so an upgrade of the schema under it lost every event
+// (found by red-teaming). Its registration leaves audit.stream_slots.reads_events false (the
+// column's default), as simulated here. What must hold: events then go through audit.pending;
+// a stream of this version registering the slot sets it, and events go through the WAL again.
+func TestStream_EventsWaitForAStreamThatReadsThem(t *testing.T) {
+	f := setup(t, fileSink(t))
+	cfg := f.config(t)
+	cfg.Slot = "events_reader"
+	f.start(t, cfg)
+	waitSlot(t, f.db)
+	if err := f.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	rt16Inactive(t, f.db, "events_reader")
+	testdb.Exec(t, f.db, `UPDATE audit.stream_slots SET reads_events = false`)
+	testdb.Exec(t, f.db, `SELECT audit.log_event('LOGIN', 'user', 'old-stream')`)
+	if n := rt16Count(t, f.db, "audit.pending", "resource_id = 'old-stream'"); n != 1 {
+		t.Errorf("%d rows of audit.pending for the event logged under an old stream, want 1", n)
+	}
+	f.start(t, cfg)
+	waitChained(t, f.db, "user", 1)
+	testdb.Exec(t, f.db, `SELECT audit.log_event('LOGIN', 'user', 'new-stream')`)
+	if n := rt16Count(t, f.db, "audit.pending", "resource_id = 'new-stream'"); n != 0 {
+		t.Errorf("%d rows of audit.pending for the event logged under this stream, want it in the WAL", n)
+	}
+	waitChained(t, f.db, "user", 2)
+}
