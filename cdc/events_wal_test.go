@@ -223,8 +223,14 @@ func TestCaptureLag_LoneAutonomousEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("an autonomous event waiting 2.5s, verify --max-capture-lag 1s --slot rt16_lone: %+v", problems)
-	if len(problems) != 1 || !strings.Contains(problems[0].Detail, "waited") {
-		t.Errorf("an autonomous event waiting 2.5s: %+v, want it reported", problems)
+	// (audit.pending may hold something too, reported on its own: the sealer stopped with the
+	// stream.)
+	reported := false
+	for _, p := range problems {
+		reported = reported || strings.Contains(p.Detail, "in slot rt16_lone")
+	}
+	if !reported {
+		t.Errorf("an autonomous event waiting 2.5s: %+v, want the slot's wait reported", problems)
 	}
 }
 
