@@ -445,6 +445,23 @@ func (s *Stream) recordGap(ctx context.Context, at string) error {
 	if len(tables) == 0 && from == "0/0" {
 		return nil // no table in mode wal, nothing ever chained from the WAL: nothing was lost
 	}
+	// Another stream's slot (a second archive's) read that WAL or still holds it: nothing was
+	// lost, and this stream takes what it chained from the table.
+	var covered bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('audit.stream_slots') IS NOT NULL`).Scan(&covered); err != nil {
+		return fmt.Errorf("check the schema: %w", err)
+	}
+	if covered {
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM audit.stream_slots t JOIN pg_catalog.pg_replication_slots r ON r.slot_name = t.slot
+		                                  WHERE t.slot <> $1 AND r.database = current_database() AND r.plugin = 'pgoutput' AND NOT r.temporary
+		                                    AND r.restart_lsn IS NOT NULL AND r.wal_status IS DISTINCT FROM 'lost')`, s.cfg.Slot).Scan(&covered); err != nil {
+			return fmt.Errorf("read the stream's slots: %w", err)
+		}
+		if covered {
+			s.log.Info("new replication slot; another stream's slot read the WAL before it", "slot", s.cfg.Slot)
+			return nil
+		}
+	}
 	s.log.Error("CAPTURE GAP: the replication slot was created anew: changes to tables in mode wal and autonomous events since the last one chained are lost",
 		"slot", s.cfg.Slot, "to_lsn", at, "tables", tables)
 	return s.recordFlagged(ctx, "replication slot", s.cfg.Slot, map[string]any{
