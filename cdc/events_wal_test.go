@@ -11,12 +11,25 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgtrail/pgtrail/cdc"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/verify"
 )
 
 // Tests from red-teaming schema 16 (application and DDL events written to the WAL). Each failed
 // on the code the red team attacked, and holds since its fix.
+
+// slotFixture runs a stream on a database with a table in mode trigger, reading slot (slot names
+// are the cluster's), once it has registered the slot.
+func slotFixture(t *testing.T, slot string) (*fixture, cdc.Config) {
+	t.Helper()
+	f := setup(t, fileSink(t))
+	cfg := f.config(t)
+	cfg.Slot = slot
+	f.start(t, cfg)
+	waitSlot(t, f.db)
+	return f, cfg
+}
 
 // rt16App connects to f's database as a new ordinary login role (cluster-wide: a unique name).
 func rt16App(t *testing.T, f *fixture, role string) *pgx.Conn {
@@ -128,16 +141,12 @@ func rt16Signed(t *testing.T, reader *pgx.Conn, marker string) (string, bool) {
 // a known gap, in docs/design.md.)
 func TestStream_SignedEventReplayed(t *testing.T) {
 	ctx := context.Background()
-	f := setup(t, fileSink(t))
+	f, _ := slotFixture(t, "rt16_replay")
 	app := rt16App(t, f, "rt16_rp_app")
 	admin := rt16App(t, f, "rt16_rp_admin")
 	reader := rt16App(t, f, "rt16_rp_reader")
 	// A role that reads the WAL files (as a backup or WAL-archive job does).
 	testdb.Exec(t, f.db, `GRANT pg_read_server_files TO rt16_rp_reader; GRANT EXECUTE ON FUNCTION pg_read_binary_file(text) TO rt16_rp_reader`)
-	cfg := f.config(t)
-	cfg.Slot = "rt16_replay"
-	f.start(t, cfg)
-	waitSlot(t, f.db)
 
 	replay := func(t *testing.T, call, resourceType string, original int) {
 		var signed string
@@ -196,12 +205,8 @@ func TestStream_SignedEventReplayed(t *testing.T) {
 // waited longer than allowed (its own date is used when nothing follows it).
 func TestCaptureLag_LoneAutonomousEvent(t *testing.T) {
 	ctx := context.Background()
-	f := setup(t, fileSink(t))
+	f, _ := slotFixture(t, "rt16_lone")
 	app := rt16App(t, f, "rt16_lone_app")
-	cfg := f.config(t)
-	cfg.Slot = "rt16_lone"
-	f.start(t, cfg)
-	waitSlot(t, f.db)
 	if err := f.wait(t); err != nil { // the stream stops: its slot is kept
 		t.Fatal(err)
 	}
@@ -240,11 +245,7 @@ func TestCaptureLag_LoneAutonomousEvent(t *testing.T) {
 // column's default), as simulated here. What must hold: events then go through audit.pending;
 // a stream of this version registering the slot sets it, and events go through the WAL again.
 func TestStream_EventsWaitForAStreamThatReadsThem(t *testing.T) {
-	f := setup(t, fileSink(t))
-	cfg := f.config(t)
-	cfg.Slot = "events_reader"
-	f.start(t, cfg)
-	waitSlot(t, f.db)
+	f, cfg := slotFixture(t, "events_reader")
 	if err := f.wait(t); err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +257,11 @@ func TestStream_EventsWaitForAStreamThatReadsThem(t *testing.T) {
 	}
 	f.start(t, cfg)
 	waitChained(t, f.db, "user", 1)
+	for deadline := time.Now().Add(30 * time.Second); rt16Count(t, f.db, "audit.stream_slots", "reads_events") == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream did not register its slot as reading events within 30s")
+		}
+	}
 	testdb.Exec(t, f.db, `SELECT audit.log_event('LOGIN', 'user', 'new-stream')`)
 	if n := rt16Count(t, f.db, "audit.pending", "resource_id = 'new-stream'"); n != 0 {
 		t.Errorf("%d rows of audit.pending for the event logged under this stream, want it in the WAL", n)
@@ -268,11 +274,7 @@ func TestStream_EventsWaitForAStreamThatReadsThem(t *testing.T) {
 // lost, and a CAPTURE_GAP entry for the new slot (as `make demo` got) would be false. What must
 // hold: no gap recorded; the second archive gets every entry from the table.
 func TestStream_SecondArchiveSlotIsNoGap(t *testing.T) {
-	f := setup(t, fileSink(t))
-	cfg := f.config(t)
-	cfg.Slot = "first_archive"
-	f.start(t, cfg)
-	waitSlot(t, f.db)
+	f, _ := slotFixture(t, "first_archive")
 	testdb.Exec(t, f.db, `SELECT audit.log_event('LOGIN', 'user', 'alice')`)
 	waitChained(t, f.db, "user", 1)
 	if err := f.wait(t); err != nil {
