@@ -296,3 +296,46 @@ func TestStream_SecondArchiveSlotIsNoGap(t *testing.T) {
 		t.Errorf("%d CAPTURE_GAP entries for a second archive's new slot, want none", n)
 	}
 }
+
+// TestSealOnce_ConfirmsTheSlot: SealOnce (pgtrail seal --once, and pgtrail stream
+// --exit-when-caught-up) returns only once PostgreSQL has taken the slot's new position. Tried:
+// returning right after sending the last standby status while the walsender is busy sending
+// (here, other sessions' logical messages): closing the connection with its data unread resets
+// it, the walsender dies writing and never reads the status, and the slot kept what was chained
+// (CI: verify --max-capture-lag then reported events seal --once had chained). What must hold:
+// after each return the slot's confirmed position is past everything committed before the call.
+func TestSealOnce_ConfirmsTheSlot(t *testing.T) {
+	f := walFixture(t)
+	cfg := f.config(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	noise := make(chan struct{})
+	go func() {
+		defer close(noise)
+		for ctx.Err() == nil {
+			f.db.Exec(ctx, `SELECT pg_logical_emit_message(false, 'noise', repeat('x', 500)) FROM generate_series(1, 20)`)
+		}
+	}()
+	defer func() { cancel(); <-noise }()
+	for i := 0; i < 10; i++ {
+		var before string
+		if err := f.db.QueryRow(ctx, `INSERT INTO accounts VALUES ($1, 'o', 1) RETURNING pg_current_wal_insert_lsn()::text`, i).Scan(&before); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := cdc.SealOnce(ctx, cfg); err != nil {
+			t.Fatalf("SealOnce %d: %v", i, err)
+		}
+		t.Logf("SealOnce %d: %s", i, time.Since(start))
+		var confirmed string
+		var past bool
+		if err := f.db.QueryRow(ctx, `SELECT confirmed_flush_lsn::text, confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = 'pgtrail'`,
+			before).Scan(&confirmed, &past); err != nil {
+			t.Fatal(err)
+		}
+		if !past {
+			t.Fatalf("SealOnce %d returned with the slot confirmed at %s, before %s (committed before the call)", i, confirmed, before)
+		}
+	}
+	waitChained(t, f.db, "public.accounts", 10)
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/backoff"
 )
 
 // receiver holds one replication session's state.
@@ -249,7 +250,10 @@ func (r *receiver) tick(ctx context.Context) (done bool, err error) {
 	r.updateLag(now)
 	if r.cfg.ExitWhenCaughtUp && !r.inTx && !r.pending() && r.inflight == nil && r.received >= r.target {
 		r.log.Info("caught up", "archived_through_seq", r.lastSeq, "lsn", r.acked)
-		return true, r.sendStatus(ctx, false)
+		if err := r.sendStatus(ctx, false); err != nil {
+			return false, err
+		}
+		return true, r.confirmed(ctx)
 	}
 	if !now.Before(r.nextState) {
 		if err := r.sendStatus(ctx, false); err != nil {
@@ -924,6 +928,38 @@ func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
 	return nil
 }
 
+// confirmed waits until PostgreSQL has taken r.acked as the slot's position. The walsender reads
+// a standby status when it gets to it; a connection closed before then, with the walsender's
+// data unread, is reset, and the walsender dies writing without reading it (found in CI: seal
+// --once returned and the slot still held what it had chained). The status is sent again while
+// waiting; the walsender reads it even while its own sends are blocked.
+func (r *receiver) confirmed(ctx context.Context) error {
+	if r.acked == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(r.cfg.ShutdownTimeout)
+	for {
+		var done bool
+		err := r.pool.QueryRow(ctx, `SELECT COALESCE((SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1), false)`,
+			r.cfg.Slot, r.acked.String()).Scan(&done)
+		if err != nil {
+			return fmt.Errorf("read slot %s's confirmed position: %w", r.cfg.Slot, err)
+		}
+		if done {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("slot %s not confirmed at %s within %s", r.cfg.Slot, r.acked, r.cfg.ShutdownTimeout)
+		}
+		if !backoff.Sleep(ctx, 20*time.Millisecond) {
+			return ctx.Err()
+		}
+		if err := r.sendStatus(ctx, false); err != nil {
+			return err
+		}
+	}
+}
+
 // shutdown archives what is complete and acknowledges it, within the shutdown timeout.
 func (r *receiver) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
@@ -950,6 +986,10 @@ func (r *receiver) shutdown() error {
 		}
 	} else if err := r.sendStatus(ctx, false); err != nil {
 		r.log.Warn("could not send the final status", "err", err)
+	}
+	if err := r.confirmed(ctx); err != nil {
+		// Not lost: what follows the slot's position is read again at the next start.
+		r.log.Warn("PostgreSQL did not take the final position: the next start reads from an earlier one", "err", err)
 	}
 	r.log.Info("stopped", "archived_through_seq", r.lastSeq, "acknowledged_lsn", r.acked)
 	return nil
