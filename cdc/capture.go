@@ -337,6 +337,9 @@ func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, err
 	for len(txs) > 0 && txs[0].end <= chained {
 		txs = txs[1:]
 	}
+	if txs, err = s.withoutReplays(ctx, txs); err != nil {
+		return nil, err
+	}
 	if len(txs) == 0 {
 		return nil, nil
 	}
@@ -381,6 +384,60 @@ func (s *Stream) sealWAL(ctx context.Context, txs []walTx) ([]pgtrail.Event, err
 	s.log.Debug("sealed from the WAL", "entries", len(events), "build", built.Sub(start).Round(time.Millisecond),
 		"append", time.Since(built).Round(time.Millisecond))
 	return events, nil
+}
+
+// withoutReplays leaves out the autonomous events of txs already chained, or twice in txs: an
+// autonomous event's signed message can be read out of the WAL (a backup, the WAL archive, a
+// replication role) and emitted again by any session, outside any transaction, and a
+// transaction's xid cannot tell it from the original. Its event_id (random, signed) can: the
+// original is chained first (one chainer at a time, each batch committed before the next), and
+// found through the index on (action_type, occurred_at), both signed too.
+func (s *Stream) withoutReplays(ctx context.Context, txs []walTx) ([]walTx, error) {
+	var actions, ids []string
+	var at []time.Time
+	for _, tx := range txs {
+		if a := tx.autonomous(); a != nil {
+			actions, ids, at = append(actions, a.ActionType), append(ids, a.EventID), append(at, a.OccurredAt.UTC().Truncate(time.Microsecond))
+		}
+	}
+	if len(ids) == 0 {
+		return txs, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT e.event_id::text FROM unnest($1::text[], $2::timestamptz[], $3::uuid[]) AS u(action_type, occurred_at, event_id)
+	                                  JOIN audit.events e ON e.action_type = u.action_type AND e.occurred_at = u.occurred_at AND e.event_id = u.event_id`,
+		actions, at, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look for replayed autonomous events: %w", err)
+	}
+	seen, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("look for replayed autonomous events: %w", err)
+	}
+	chained := make(map[string]bool, len(seen))
+	for _, id := range seen {
+		chained[id] = true
+	}
+	kept := txs[:0:0]
+	for _, tx := range txs {
+		if a := tx.autonomous(); a != nil {
+			if chained[a.EventID] {
+				s.log.Warn("ignored an autonomous event message emitted again (replayed): its event is chained already",
+					"lsn", tx.end, "event_id", a.EventID, "action_type", a.ActionType)
+				continue
+			}
+			chained[a.EventID] = true
+		}
+		kept = append(kept, tx)
+	}
+	return kept, nil
+}
+
+// autonomous is the event of a transaction that is an autonomous event's message, nil otherwise.
+func (tx *walTx) autonomous() *autonomousEvent {
+	if tx.xid != 0 || len(tx.changes) != 1 || tx.changes[0].event == nil {
+		return nil
+	}
+	return tx.changes[0].event
 }
 
 // appendEntries chains events after the head (head, headHash, locked by tx) and appends them
