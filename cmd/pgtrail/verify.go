@@ -493,7 +493,7 @@ func printReport(e *env, rep *verify.Report) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "TAMPERING DETECTED: %d problem(s) in %d entries\n", len(rep.Problems), rep.Entries)
+	fmt.Fprintf(w, "%s: %d problem(s) in %d entries\n", headline(rep.Problems), len(rep.Problems), rep.Entries)
 	for _, p := range rep.Problems {
 		kind := strings.ReplaceAll(string(p.Kind), "_", " ")
 		where := ""
@@ -509,6 +509,17 @@ func printReport(e *env, rep *verify.Report) {
 	if rep.Truncated {
 		fmt.Fprintln(w, "  (more problems not shown)")
 	}
+}
+
+// headline names what the problems are: changes waiting too long to be chained (a stopped or
+// slow stream) are not tampering, and an operator paged at night must tell the two apart.
+func headline(problems []verify.Problem) string {
+	for _, p := range problems {
+		if p.Kind != verify.CaptureLagged {
+			return "TAMPERING DETECTED"
+		}
+	}
+	return "CAPTURE LAGGING"
 }
 
 // summary is one line about what a check covered.

@@ -284,7 +284,7 @@ func TestCLI_SealOnceChainsEventsInSlot(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond)
 	code, out, errOut := runCLI(t, vars, "verify", "db", "--max-capture-lag", "1s", "--slot", slot)
-	if code != 1 || !strings.Contains(out, "application events have waited") {
+	if code != 1 || !strings.Contains(out, "application events have waited") || !strings.HasPrefix(out, "CAPTURE LAGGING: ") {
 		t.Errorf("verify with the events waiting: exit %d, stdout %q, stderr %q; want exit 1 naming them", code, out, errOut)
 	}
 	if code, out, errOut := runCLI(t, vars, "seal", "--once", "--slot", slot); code != 0 {
