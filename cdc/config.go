@@ -1,6 +1,8 @@
-// Package cdc is the stream daemon's engine: it reads audit.events over logical replication
-// (pgoutput), batches the entries and hands each batch to the archive, acknowledging to
-// PostgreSQL only what the archive has made durable.
+// Package cdc is the stream daemon's engine: it reads the WAL over logical replication
+// (pgoutput): the changes of tables in mode wal with their signed context, application events,
+// and the entries the SQL sealer chains for tables in mode trigger. It chains what is not chained
+// yet into audit.events, hands each batch to the archive, and acknowledges to PostgreSQL only what
+// is in audit.events and durable in the archive. docs/architecture.md follows one change through.
 package cdc
 
 import (
