@@ -643,29 +643,42 @@ func (r *receiver) commit(ctx context.Context, msg *pglogrepl.CommitMessage) err
 	return nil
 }
 
-// addEntries adds chained entries (from audit.events' WAL, or chained by sealWAL) to the batch:
-// those already archived or batched are skipped by seq (they come again after a reconnect or a
-// backfill), and entries missing before them are read from the table. size is their row data.
+// addEntries adds chained entries (from audit.events' WAL, or chained by sealWAL) to the batch,
+// after what is batched or archived (extendChain). size is their row data.
 func (r *receiver) addEntries(ctx context.Context, events []pgtrail.Event, size int) error {
 	n := len(events)
-	for len(events) > 0 && events[0].Seq <= r.pendingSeq() {
+	return extendChain(ctx, r.pool, r.pendingSeq(), events, func(e *pgtrail.Event, read bool) {
+		if read {
+			r.add(*e, 0)
+		} else {
+			r.add(*e, size/n)
+		}
+	})
+}
+
+// extendChain gives add the entries that continue the chain after tip, in seq order: events at
+// or before tip are skipped (they come again after a reconnect or a backfill, or were chained
+// meanwhile), and entries missing between tip and the first of events (sealed before the slot
+// existed, or by the SQL sealer while this stream chained) are read from the table first (read
+// is then true; the entry is reused between calls). The loop's batch and the uploader's both
+// grow this way.
+func extendChain(ctx context.Context, db chain.Reader, tip int64, events []pgtrail.Event, add func(e *pgtrail.Event, read bool)) error {
+	for len(events) > 0 && events[0].Seq <= tip {
 		events = events[1:]
 	}
 	if len(events) == 0 {
 		return nil
 	}
-	if next := r.pendingSeq() + 1; events[0].Seq > next {
-		// Entries missing from the stream (sealed before the slot existed, or by the SQL sealer
-		// while this stream chained): read them.
-		if err := chain.Read(ctx, r.pool, next, events[0].Seq-1, func(e *pgtrail.Event) error {
-			r.add(*e, 0)
+	if events[0].Seq > tip+1 {
+		if err := chain.Read(ctx, db, tip+1, events[0].Seq-1, func(e *pgtrail.Event) error {
+			add(e, true)
 			return nil
 		}); err != nil {
 			return err
 		}
 	}
-	for _, e := range events {
-		r.add(e, size/n)
+	for i := range events {
+		add(&events[i], false)
 	}
 	return nil
 }
@@ -814,19 +827,10 @@ func (r *receiver) sealUpload(ctx context.Context, u *upload) error {
 	if len(batch) > 0 {
 		tip = batch[len(batch)-1].Seq
 	}
-	for len(events) > 0 && events[0].Seq <= tip {
-		events = events[1:]
-	}
 	n := len(batch)
-	if len(events) > 0 && events[0].Seq > tip+1 {
-		if err := chain.Read(ctx, r.pool, tip+1, events[0].Seq-1, func(e *pgtrail.Event) error {
-			batch = append(batch, *e)
-			return nil
-		}); err != nil {
-			return err
-		}
+	if err := extendChain(ctx, r.pool, tip, events, func(e *pgtrail.Event, _ bool) { batch = append(batch, *e) }); err != nil {
+		return err
 	}
-	batch = append(batch, events...)
 	u.added = batch[n:]
 	if len(batch) == 0 {
 		u.parts = nil
