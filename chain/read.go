@@ -3,7 +3,6 @@ package chain
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -11,14 +10,8 @@ import (
 )
 
 // eventsQuery reads entries in chain order with every field in the form the canonical encoding
-// uses: inet through its output function, jsonb as text.
-const eventsQuery = `
-SELECT seq, event_id::text, occurred_at, txid::text, action_type, resource_type, resource_id, outcome,
-       actor_id, CASE WHEN actor_ip IS NOT NULL THEN format('%s', actor_ip) END, actor_ip_raw,
-       actor_user_agent, request_id, tenant_id, db_user, application_name,
-       CASE WHEN client_addr IS NOT NULL THEN format('%s', client_addr) END,
-       changed_columns, before_state::text, after_state::text, details::text, prev_hash, entry_hash
-  FROM audit.events WHERE seq BETWEEN $1 AND $2 ORDER BY seq, occurred_at`
+// uses (pgtrail.Columns).
+var eventsQuery = "SELECT " + pgtrail.SelectList(true) + " FROM audit.events WHERE seq BETWEEN $1 AND $2 ORDER BY seq, occurred_at"
 
 // Reader is what Read needs from a connection or pool.
 type Reader interface {
@@ -34,20 +27,16 @@ func Read(ctx context.Context, db Reader, from, to int64, fn func(*pgtrail.Event
 		return fmt.Errorf("read audit.events: %w", err)
 	}
 	defer rows.Close()
-	var e pgtrail.Event
-	var txid string
+	scan := pgtrail.NewRowScanner()
 	for rows.Next() {
-		e = pgtrail.Event{}
-		if err := rows.Scan(&e.Seq, &e.EventID, &e.OccurredAt, &txid, &e.ActionType, &e.ResourceType,
-			&e.ResourceID, &e.Outcome, &e.ActorID, &e.ActorIP, &e.ActorIPRaw, &e.ActorUserAgent,
-			&e.RequestID, &e.TenantID, &e.DBUser, &e.ApplicationName, &e.ClientAddr, &e.ChangedColumns,
-			&e.BeforeState, &e.AfterState, &e.Details, &e.PrevHash, &e.EntryHash); err != nil {
+		if err := rows.Scan(scan.Targets()...); err != nil {
 			return fmt.Errorf("read audit.events: %w", err)
 		}
-		if e.TxID, err = strconv.ParseUint(txid, 10, 64); err != nil {
-			return fmt.Errorf("read audit.events seq %d: bad txid %q: %w", e.Seq, txid, err)
+		e, err := scan.Event()
+		if err != nil {
+			return fmt.Errorf("read audit.events: %w", err)
 		}
-		if err := fn(&e); err != nil {
+		if err := fn(e); err != nil {
 			return err
 		}
 	}

@@ -68,11 +68,7 @@ func ChooseRelation(ctx context.Context, q Querier) (Relation, error) {
 
 // columns are read in the form the canonical encoding uses (inet through its output function,
 // jsonb as text), like chain.Read.
-const columns = `seq, event_id::text, occurred_at, txid::text, action_type, resource_type, resource_id, outcome,
-       actor_id, CASE WHEN actor_ip IS NOT NULL THEN format('%s', actor_ip) END, actor_ip_raw,
-       actor_user_agent, request_id, tenant_id, db_user, application_name,
-       CASE WHEN client_addr IS NOT NULL THEN format('%s', client_addr) END,
-       changed_columns, before_state::text, after_state::text, details::text`
+var columns = pgtrail.SelectList(false)
 
 // Query returns the SQL and arguments that select f's events from rel, in result order, at most
 // limit rows (0: all). Values are parameters; the text is made only of fixed fragments. Each
@@ -183,21 +179,16 @@ func eachRow(ctx context.Context, q Querier, f *Filter, rel Relation, limit int,
 		return fmt.Errorf("search %s: %w", rel.Name, err)
 	}
 	defer rows.Close()
-	var e pgtrail.Event
-	var txid string
+	scan := pgtrail.NewRowScanner()
 	for rows.Next() {
-		e = pgtrail.Event{}
-		if err := rows.Scan(&e.Seq, &e.EventID, &e.OccurredAt, &txid, &e.ActionType, &e.ResourceType,
-			&e.ResourceID, &e.Outcome, &e.ActorID, &e.ActorIP, &e.ActorIPRaw, &e.ActorUserAgent,
-			&e.RequestID, &e.TenantID, &e.DBUser, &e.ApplicationName, &e.ClientAddr, &e.ChangedColumns,
-			&e.BeforeState, &e.AfterState, &e.Details, &e.PrevHash, &e.EntryHash); err != nil {
+		if err := rows.Scan(scan.Targets()...); err != nil {
 			return fmt.Errorf("search %s: %w", rel.Name, err)
 		}
-		if e.TxID, err = strconv.ParseUint(txid, 10, 64); err != nil {
-			return fmt.Errorf("search %s: seq %d: bad txid %q", rel.Name, e.Seq, txid)
+		e, err := scan.Event()
+		if err != nil {
+			return fmt.Errorf("search %s: %w", rel.Name, err)
 		}
-		e.OccurredAt = e.OccurredAt.UTC()
-		if err := fn(&e); err != nil {
+		if err := fn(e); err != nil {
 			return err
 		}
 	}
