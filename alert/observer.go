@@ -1,16 +1,12 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +16,7 @@ import (
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/cdc"
 	"github.com/pgtrail/pgtrail/internal/backoff"
+	"github.com/pgtrail/pgtrail/internal/webhook"
 )
 
 var _ cdc.Observer = (*Observer)(nil)
@@ -39,8 +36,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics, nil for none.
 	Metrics *Metrics
-	// Client sends webhooks; nil for a client that does not follow redirects (a 3xx answer is
-	// a failure). Each webhook's timeout bounds one attempt.
+	// Client sends webhooks; nil for one with http.DefaultTransport. Whichever, a redirect is
+	// not followed (a 3xx answer is a failure: see webhook.Sender.Post). Each webhook's timeout
+	// bounds one attempt.
 	Client *http.Client
 	// Now is the clock for FiredAt, SkipOlderThan and tampering seen in the WAL; nil: time.Now.
 	Now func() time.Time
@@ -66,7 +64,7 @@ type Observer struct {
 	m      *Metrics
 	now    func() time.Time
 	db     DB
-	client *http.Client
+	sender webhook.Sender
 
 	dests  []*destination
 	byRule map[string][]*destination
@@ -98,20 +96,19 @@ type queued struct {
 	body  []byte
 }
 
-// permanentError is a delivery failure that retrying cannot fix (a 4xx answer, a SQL error).
+// permanentError is a failure to record an alert that retrying cannot fix (a SQL error that is
+// not about the connection or the server's state). A webhook's permanent failures are
+// webhook.Permanent.
 type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// retryAfterError asks for a wait before the next attempt (Retry-After).
-type retryAfterError struct {
-	err  error
-	wait time.Duration
+// permanent reports whether a retry cannot fix err, at either kind of destination.
+func permanent(err error) bool {
+	var perm *permanentError
+	return errors.As(err, &perm) || webhook.Permanent(err)
 }
-
-func (e *retryAfterError) Error() string { return e.err.Error() }
-func (e *retryAfterError) Unwrap() error { return e.err }
 
 // New checks cfg and returns an Observer; nothing runs before Start.
 func New(cfg *Config, opts Options) (*Observer, error) {
@@ -121,18 +118,14 @@ func New(cfg *Config, opts Options) (*Observer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Client == nil {
-		// A redirect is not followed: it would turn the POST into a GET, and the alert would be
-		// counted as delivered without having been.
-		opts.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
 	engine, err := NewEngine(cfg, opts.Now, opts.Metrics)
 	if err != nil {
 		return nil, err
 	}
 	c := cfg.withDefaults()
 	o := &Observer{cfg: c, engine: engine, log: opts.Logger.With("component", "alert"), m: opts.Metrics,
-		now: opts.Now, db: opts.DB, client: opts.Client, byRule: map[string][]*destination{}, quit: make(chan struct{})}
+		now: opts.Now, db: opts.DB, sender: webhook.Sender{Client: opts.Client, UserAgent: "pgtrail-alert"},
+		byRule: map[string][]*destination{}, quit: make(chan struct{})}
 	hooks := map[string]*destination{}
 	for _, name := range sortedKeys(c.Webhooks) {
 		w := c.Webhooks[name]
@@ -295,17 +288,12 @@ func (o *Observer) deliver(d *destination, q *queued) {
 			log.Warn("alert not delivered: stopped", "attempt", attempt)
 			return
 		}
-		var perm *permanentError
-		if errors.As(err, &perm) || attempt >= d.attempts {
+		if permanent(err) || attempt >= d.attempts {
 			o.m.delivery(d.name, ResultFailed)
 			log.Error("alert not delivered", "attempt", attempt, "err", err)
 			return
 		}
-		wait := backoff.Delay(d.backoff, d.maxBackoff, attempt)
-		var ra *retryAfterError
-		if errors.As(err, &ra) {
-			wait = min(max(wait, ra.wait), d.maxBackoff)
-		}
+		wait := webhook.Wait(err, d.backoff, d.maxBackoff, attempt)
 		log.Warn("alert delivery failed, retrying", "attempt", attempt, "err", err, "in", wait.Round(time.Millisecond))
 		if !backoff.Sleep(o.ctx, wait) {
 			o.m.delivery(d.name, ResultAbandoned)
@@ -315,40 +303,10 @@ func (o *Observer) deliver(d *destination, q *queued) {
 	}
 }
 
-// post sends one alert to one webhook, once. 2xx is success; 408, 429 and 5xx are worth
-// retrying; any other answer is permanent.
+// post sends one alert to one webhook, once (webhook.Sender.Post says which failures are
+// permanent).
 func (o *Observer) post(ctx context.Context, w WebhookConfig, q *queued) error {
-	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(q.body))
-	if err != nil {
-		return &permanentError{fmt.Errorf("build request: %w", stripURL(err))}
-	}
-	for k, v := range w.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "pgtrail-alert")
-	req.Header.Set("X-Pgtrail-Alert-Id", q.alert.id)
-	resp, err := o.client.Do(req)
-	if err != nil {
-		// Not the URL: it may hold a secret (chat webhooks put their token in it).
-		return fmt.Errorf("post: %w", stripURL(err))
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		return nil
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
-		err := fmt.Errorf("webhook answered %s", resp.Status)
-		if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 {
-			return &retryAfterError{err: err, wait: time.Duration(secs) * time.Second}
-		}
-		return err
-	default:
-		return &permanentError{fmt.Errorf("webhook refused the alert: %s", resp.Status)}
-	}
+	return o.sender.Post(ctx, webhook.Message{URL: w.URL, Body: q.body, ID: q.alert.id, Header: w.Headers, Timeout: w.Timeout})
 }
 
 // recordAlert writes the alert into the trail as an ALERT event. Rules never evaluate ALERT
@@ -378,12 +336,4 @@ func transientSQLState(code string) bool {
 		return true
 	}
 	return false
-}
-
-func stripURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return fmt.Errorf("%s: %w", uerr.Op, uerr.Err)
-	}
-	return err
 }

@@ -1,19 +1,13 @@
 package verify
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"time"
 
-	"github.com/pgtrail/pgtrail/internal/backoff"
+	"github.com/pgtrail/pgtrail/internal/webhook"
 )
 
 // Alert is the JSON a webhook receives when a verification run does not end intact.
@@ -56,10 +50,12 @@ func NewAlert(scope, archiveURL, host string, rep *Report, err error) Alert {
 	return a
 }
 
-// Webhook delivers alerts by HTTP POST, with a timeout per attempt and retries with exponential
-// backoff for what a retry can fix (network errors, 5xx, 429). Every attempt of one alert
-// carries the same X-Pgtrail-Alert-Id header, so that a receiver can drop duplicates. Errors
-// never contain the URL, which often holds a secret.
+// Webhook delivers alerts by HTTP POST through the shared sender (internal/webhook), with a
+// timeout per attempt and retries with exponential backoff for what a retry can fix (network
+// errors, timeouts, 408, 429, 5xx; a Retry-After is honoured up to a minute). A 3xx or another
+// 4xx is not retried, and a redirect is never followed. Every attempt of one alert carries the
+// same X-Pgtrail-Alert-Id header, so that a receiver can drop duplicates. Errors never contain
+// the URL, which often holds a secret.
 type Webhook struct {
 	URL string
 	// Timeout bounds each attempt; 0 means 10 seconds.
@@ -69,12 +65,10 @@ type Webhook struct {
 	// Backoff is the wait before the first retry, doubled each time up to a minute (with
 	// jitter: half to all of it); 0 means 1 second.
 	Backoff time.Duration
-	// Client sends the requests; nil means http.DefaultClient.
+	// Client sends the requests; nil means one with http.DefaultTransport. Redirects are not
+	// followed whatever its CheckRedirect.
 	Client *http.Client
 }
-
-// errPermanent marks an answer that a retry will not change.
-var errPermanent = errors.New("permanent")
 
 // Send posts a to the webhook. It returns nil once a 2xx answer came, else the last attempt's
 // error; it gives up early when ctx ends.
@@ -83,64 +77,19 @@ func (w *Webhook) Send(ctx context.Context, a Alert) error {
 	if err != nil {
 		return fmt.Errorf("alert webhook: %w", err)
 	}
-	var id [16]byte
-	rand.Read(id[:])
-	timeout, first, retries := w.Timeout, w.Backoff, w.Retries
-	if timeout <= 0 {
-		timeout = 10 * time.Second
+	p := webhook.Policy{Attempts: w.Retries + 1, Backoff: w.Backoff, MaxBackoff: time.Minute}
+	switch {
+	case w.Retries == 0:
+		p.Attempts = 4
+	case w.Retries < 0:
+		p.Attempts = 1
 	}
-	if first <= 0 {
-		first = time.Second
+	if p.Backoff <= 0 {
+		p.Backoff = time.Second
 	}
-	if retries == 0 {
-		retries = 3
-	}
-	for attempt := 0; ; attempt++ {
-		err = w.post(ctx, body, hex.EncodeToString(id[:]), timeout)
-		if err == nil || errors.Is(err, errPermanent) || attempt >= retries {
-			break
-		}
-		if !backoff.Sleep(ctx, backoff.Delay(first, time.Minute, attempt+1)) {
-			return fmt.Errorf("alert webhook: %w (after %v)", ctx.Err(), err)
-		}
-	}
-	if err != nil {
+	s := webhook.Sender{Client: w.Client, UserAgent: "pgtrail-verify"}
+	if err := s.Send(ctx, webhook.Message{URL: w.URL, Body: body, Timeout: w.Timeout}, p); err != nil {
 		return fmt.Errorf("alert webhook: %w", err)
 	}
 	return nil
-}
-
-func (w *Webhook) post(ctx context.Context, body []byte, id string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("%w: bad URL", errPermanent)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "pgtrail-verify")
-	req.Header.Set("X-Pgtrail-Alert-Id", id)
-	client := w.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		// Webhook URLs often carry a secret token: keep the URL out of the error.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			return uerr.Err
-		}
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return nil
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return fmt.Errorf("answered %s", resp.Status)
-	default:
-		return fmt.Errorf("%w: answered %s", errPermanent, resp.Status)
-	}
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // TestWebhook_Send posts an alert to servers that answer in the ways webhooks do: what a retry
-// can fix (5xx, 429, a timeout) is retried with the same alert id, what it cannot (4xx) is not,
-// and the receiver gets the report's problems as JSON.
+// can fix (5xx, 408, 429, a timeout) is retried with the same alert id, what it cannot (another
+// 4xx, a redirect: never followed) is not, and the receiver gets the report's problems as JSON.
 func TestWebhook_Send(t *testing.T) {
 	rep := &verify.Report{Scope: "all", Problems: []verify.Problem{{Seq: 7, Kind: verify.Modified, Detail: "x", Source: verify.SourceDB}}}
 	alert := verify.NewAlert("all", "s3://b/p", "host1", rep, nil)
@@ -29,8 +29,10 @@ func TestWebhook_Send(t *testing.T) {
 		{"FirstTime", []int{200}, 1, true},
 		{"ServerErrorThenOK", []int{500, 503, 204}, 3, true},
 		{"RateLimitedThenOK", []int{429, 200}, 2, true},
+		{"RequestTimeoutThenOK", []int{408, 200}, 2, true},
 		{"TimeoutThenOK", []int{0, 200}, 2, true},
 		{"ClientErrorNotRetried", []int{400, 200}, 1, false},
+		{"RedirectNotFollowed", []int{302, 200}, 1, false},
 		{"GivesUp", []int{500, 500, 500, 500, 500}, 3, false},
 	}
 	for _, c := range cases {
@@ -58,6 +60,9 @@ func TestWebhook_Send(t *testing.T) {
 				if c.answers[n] == 0 {
 					time.Sleep(300 * time.Millisecond)
 					return
+				}
+				if c.answers[n]/100 == 3 {
+					w.Header().Set("Location", "/moved")
 				}
 				w.WriteHeader(c.answers[n])
 			}))
