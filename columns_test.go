@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/chain"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail/auditctx"
-	"github.com/pgtrail/pgtrail/cdc"
+	"github.com/pgtrail/pgtrail/internal/cdc"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 )
 

@@ -15,10 +15,10 @@ import (
 
 	"github.com/pgtrail/pgtrail/auditctx"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testcontainers.RunMain(m)) }
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
 
 // testDB is a fresh database with the audit schema, an audited table items(id, written_by, note)
 // and an application role that may write it but not read the trail.

@@ -15,10 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
-// clusterSettings are the bench cluster's postgresql.conf settings on top of testcontainers'
+// clusterSettings are the bench cluster's postgresql.conf settings on top of testenv's
 // (wal_level=logical, shared_buffers=128MB, max_connections=200, ...). Durability is on, as in
 // production. max_wal_size keeps WAL-triggered checkpoints out of the measured runs (a
 // CHECKPOINT precedes each one instead); wal_sender_timeout lets the stream part pause a daemon
@@ -36,7 +36,7 @@ var clusterSettings = map[string]string{
 type cluster struct {
 	dir   string
 	extra map[string]string
-	c     *testcontainers.Cluster
+	c     *testenv.Cluster
 }
 
 func startCluster(ctx context.Context, dir string, extra map[string]string) (*cluster, error) {
@@ -50,7 +50,7 @@ func startCluster(ctx context.Context, dir string, extra map[string]string) (*cl
 func (cl *cluster) start(ctx context.Context, extra map[string]string) error {
 	settings := maps.Clone(clusterSettings)
 	maps.Copy(settings, extra)
-	c, err := testcontainers.StartCluster(ctx, cl.dir, settings)
+	c, err := testenv.StartCluster(ctx, cl.dir, settings)
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
@@ -172,13 +172,13 @@ func isExecutable(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-// findVersityGW mirrors testcontainers' search so that a missing S3 server is a note, not a failure.
+// findVersityGW mirrors testenv's search so that a missing S3 server is a note, not a failure.
 func findVersityGW(root string) (string, error) {
-	if p := os.Getenv(testcontainers.EnvVersityGW); p != "" {
+	if p := os.Getenv(testenv.EnvVersityGW); p != "" {
 		if isExecutable(p) {
 			return p, nil
 		}
-		return "", fmt.Errorf("%s=%s is not an executable", testcontainers.EnvVersityGW, p)
+		return "", fmt.Errorf("%s=%s is not an executable", testenv.EnvVersityGW, p)
 	}
 	if p := filepath.Join(root, ".cache", "bin", "versitygw"); isExecutable(p) {
 		return p, nil

@@ -19,8 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgtrail/pgtrail/archive"
-	s3sink "github.com/pgtrail/pgtrail/archive/s3"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	s3sink "github.com/pgtrail/pgtrail/internal/archive/s3"
 )
 
 const (

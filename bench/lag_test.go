@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 )
 
 // chainEvents builds n chained events from seq first on, over tenants tenants (one data file each).

@@ -17,8 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 const (
@@ -135,7 +135,7 @@ type streamBench struct {
 	dir string
 	env []string // DATABASE_URL of the stream database
 	key string   // signing key; key + ".pub" verifies
-	s3  *testcontainers.S3Server
+	s3  *testenv.S3Server
 
 	live, backfill []*target // file first, then s3 when available
 }
@@ -235,7 +235,7 @@ func (s *streamBench) setup(ctx context.Context, res *StreamResult) error {
 	s.live = append(s.live, &target{name: "file", url: "file://" + filepath.Join(s.dir, "archive-live"), slot: "pgtrail_live_file", env: s.env})
 	s.backfill = append(s.backfill, &target{name: "file", url: "file://" + filepath.Join(s.dir, "archive-backfill"), slot: "pgtrail_backfill_file", env: s.env})
 	if s.t.versitygw {
-		if s.s3, err = testcontainers.StartS3(ctx, filepath.Join(s.dir, "s3")); err != nil {
+		if s.s3, err = testenv.StartS3(ctx, filepath.Join(s.dir, "s3")); err != nil {
 			if !s.cfg.Smoke {
 				return fmt.Errorf("start the S3 server: %w", err)
 			}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/internal/verify"
 )
 
 // VerifyRun is one verification of the whole trail.

@@ -29,7 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail/examples/payments-api/service"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 func main() {
@@ -147,7 +147,7 @@ func run(ctx context.Context, bin string, keep bool) (*demo, error) {
 	}
 
 	step("Starting a throwaway PostgreSQL 15 (wal_level=logical, fsync on)")
-	cluster, err := testcontainers.StartCluster(ctx, filepath.Join(dir, "pg"), nil)
+	cluster, err := testenv.StartCluster(ctx, filepath.Join(dir, "pg"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("start PostgreSQL: %w", err)
 	}
@@ -327,13 +327,13 @@ UPDATE audit.events SET actor_id = 'nobody' WHERE seq = 10; COMMIT`
 // s3 streams the trail into a local S3 server with Object Lock and verifies it there, when the
 // versitygw binary is available.
 func (d *demo) s3(ctx context.Context, key string) error {
-	if _, err := exec.LookPath(os.Getenv(testcontainers.EnvVersityGW)); err != nil && os.Getenv(testcontainers.EnvVersityGW) == "" {
+	if _, err := exec.LookPath(os.Getenv(testenv.EnvVersityGW)); err != nil && os.Getenv(testenv.EnvVersityGW) == "" {
 		fmt.Println("\n(no versitygw binary: skipping the S3 part; run make tools to build it)")
 		d.showed("S3: skipped (no versitygw; make tools builds it)")
 		return nil
 	}
 	step("Streaming into a local S3 server (versitygw) with Object Lock: COMPLIANCE, each object locked for 1 minute")
-	srv, err := testcontainers.StartS3(ctx, filepath.Join(d.dir, "s3"))
+	srv, err := testenv.StartS3(ctx, filepath.Join(d.dir, "s3"))
 	if err != nil {
 		fmt.Printf("(S3 server did not start: %v; skipping the S3 part)\n", err)
 		d.showed("S3: skipped (the server did not start)")

@@ -15,9 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/query"
 	"github.com/pgtrail/pgtrail/internal/timeexpr"
-	"github.com/pgtrail/pgtrail/query"
 )
 
 // Exit codes, as pgtrail's.

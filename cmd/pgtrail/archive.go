@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/pgtrail/pgtrail/archive"
-	s3sink "github.com/pgtrail/pgtrail/archive/s3"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	s3sink "github.com/pgtrail/pgtrail/internal/archive/s3"
 )
 
 // archiveSubcommands are archive's subcommands.

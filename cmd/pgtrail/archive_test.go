@@ -12,13 +12,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 // awsEnv points the AWS default credential chain at the test server's account and away from any
 // configuration of the machine.
-func awsEnv(t *testing.T, srv *testcontainers.S3Server, secret string) {
+func awsEnv(t *testing.T, srv *testenv.S3Server, secret string) {
 	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
@@ -31,9 +31,9 @@ func awsEnv(t *testing.T, srv *testcontainers.S3Server, secret string) {
 }
 
 func TestCLI_ArchiveInit(t *testing.T) {
-	srv := testcontainers.S3(t)
+	srv := testenv.S3(t)
 	awsEnv(t, srv, srv.SecretKey)
-	existing := testcontainers.S3Bucket(t, srv)
+	existing := testenv.S3Bucket(t, srv)
 	bucket := strings.Replace(existing, "t-", "init-", 1)
 	noLock := strings.Replace(existing, "t-", "nolock-", 1)
 	client, _ := srv.Client(context.Background())
@@ -112,9 +112,9 @@ func TestCLI_ArchiveInit(t *testing.T) {
 func TestCLI_ArchiveInitBadCredentials(t *testing.T) {
 	// Tried: init with a wrong secret key. Must survive: no bucket is created, and the command
 	// says it could not run (exit 2), naming the refusal.
-	srv := testcontainers.S3(t)
+	srv := testenv.S3(t)
 	awsEnv(t, srv, "wrong-secret")
-	bucket := strings.Replace(testcontainers.S3Bucket(t, srv), "t-", "denied-", 1)
+	bucket := strings.Replace(testenv.S3Bucket(t, srv), "t-", "denied-", 1)
 	code, out, errOut := runCLI(t, nil, "archive", "init", "s3://"+bucket, "--s3-endpoint", srv.Endpoint)
 	if code != 2 || !strings.Contains(errOut, "access denied") {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 naming the refusal", code, out, errOut)

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgtrail/pgtrail/internal/pgschema"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	pgsql "github.com/pgtrail/pgtrail/sql"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 // runCLI runs pgtrail with args and an environment holding only the given variables.
@@ -23,7 +23,7 @@ func runCLI(t *testing.T, vars map[string]string, args ...string) (code int, std
 }
 
 func TestCLI_EndToEnd(t *testing.T) {
-	url := testcontainers.Postgres(t)
+	url := testenv.Postgres(t)
 	vars := map[string]string{"DATABASE_URL": url}
 	db := testdb.Pool(t, url)
 
@@ -34,7 +34,7 @@ func TestCLI_EndToEnd(t *testing.T) {
 		inStderr string
 	}{
 		{[]string{"migrate", "version"}, 0, "schema version 0", ""},
-		{[]string{"migrate", "up"}, 0, fmt.Sprintf("schema version %d", pgsql.LatestVersion()), ""},
+		{[]string{"migrate", "up"}, 0, fmt.Sprintf("schema version %d", pgschema.LatestVersion()), ""},
 		{[]string{"enable", "users", "--exclude-columns", "password_hash"}, 0, "auditing public.users in mode wal (replica identity full: the WAL logs whole old rows), excluding password_hash", ""},
 		{[]string{"enable", "payments", "--json"}, 0, `"table":"public.payments"`, ""},
 		{[]string{"enable", "users", "--exclude-columns", "password_hash", "--pii-columns", "email"}, 0, ", masking email for readers", ""},
@@ -54,7 +54,7 @@ func TestCLI_EndToEnd(t *testing.T) {
 		{[]string{"migrate", "to", "3", "--json"}, 0, `{"dirty":false,"version":3}`, ""},
 		{[]string{"migrate", "to", "0"}, 2, "", "is not a schema version"},
 		{[]string{"migrate", "to", "x"}, 2, "", "is not a schema version"},
-		{[]string{"migrate", "up"}, 0, fmt.Sprintf("schema version %d", pgsql.LatestVersion()), ""},
+		{[]string{"migrate", "up"}, 0, fmt.Sprintf("schema version %d", pgschema.LatestVersion()), ""},
 		{[]string{"disable", "payments"}, 0, "stopped auditing public.payments", ""},
 		{[]string{"disable", "payments"}, 1, "", "is not audited"},
 		{[]string{"bogus"}, 2, "", "unknown command"},
@@ -120,8 +120,8 @@ func TestCLI_EndToEnd(t *testing.T) {
 // TestCLI_CannotConnect tries unreachable and missing databases: exit 2 and one line that says
 // what failed.
 func TestCLI_CannotConnect(t *testing.T) {
-	url := testcontainers.Postgres(t)
-	cluster := testcontainers.PostgresCluster(t)
+	url := testenv.Postgres(t)
+	cluster := testenv.PostgresCluster(t)
 	cases := []struct {
 		name string
 		args []string
@@ -148,7 +148,7 @@ func TestCLI_CannotConnect(t *testing.T) {
 // update wrote "password_hash": "leaked" into the immutable trail when they were reset), the PII
 // columns and the mode, and the output says what was kept. Clearing them takes saying so.
 func TestCLI_EnableAgain(t *testing.T) {
-	url := testcontainers.Postgres(t)
+	url := testenv.Postgres(t)
 	vars := map[string]string{"DATABASE_URL": url}
 	db := testdb.Pool(t, url)
 	if code, _, errOut := runCLI(t, vars, "migrate", "up"); code != 0 {

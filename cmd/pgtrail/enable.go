@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgtrail/pgtrail/cdc"
+	"github.com/pgtrail/pgtrail/internal/cdc"
 )
 
 func runEnable(ctx context.Context, e *env, args []string) error {

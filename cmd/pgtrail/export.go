@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgtrail/pgtrail/export"
-	"github.com/pgtrail/pgtrail/search"
+	"github.com/pgtrail/pgtrail/internal/export"
+	"github.com/pgtrail/pgtrail/internal/search"
 )
 
 func runExport(ctx context.Context, e *env, args []string) error {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 	"github.com/pgtrail/pgtrail/internal/fileinput/fileinputtest"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/chain"
 	"github.com/pgtrail/pgtrail/internal/eventtest"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 )

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 )
 
 func runKeygen(ctx context.Context, e *env, args []string) error {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 )
 
 func TestCLI_Keygen(t *testing.T) {

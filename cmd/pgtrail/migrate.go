@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
-	pgsql "github.com/pgtrail/pgtrail/sql"
+	"github.com/pgtrail/pgtrail/internal/pgschema"
 )
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
@@ -26,9 +26,9 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	switch {
 	case len(pos) == 2 && pos[0] == "to":
 		target, err = strconv.ParseUint(pos[1], 10, 32)
-		if err != nil || target < 1 || target > uint64(pgsql.LatestVersion()) {
+		if err != nil || target < 1 || target > uint64(pgschema.LatestVersion()) {
 			return notRun(fmt.Errorf("migrate to: %q is not a schema version: this pgtrail knows versions 1 to %d (use 'down' to remove the schema)",
-				pos[1], pgsql.LatestVersion()))
+				pos[1], pgschema.LatestVersion()))
 		}
 	case len(pos) == 1 && (pos[0] == "up" || pos[0] == "down" || pos[0] == "version"):
 	default:
@@ -38,7 +38,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := pgsql.NewMigrator(ctx, cfg, *force)
+	m, err := pgschema.NewMigrator(ctx, cfg, *force)
 	if err != nil {
 		return notRun(err)
 	}

@@ -11,9 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/retention"
 	"github.com/pgtrail/pgtrail/internal/timeexpr"
-	"github.com/pgtrail/pgtrail/retention"
 )
 
 // partitionsSubcommands are partitions' subcommands.

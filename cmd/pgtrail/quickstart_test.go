@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 	"github.com/pgtrail/pgtrail/internal/archivetest"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 // TestQuickstart runs docs/quickstart.md as a DBA would, so that the page cannot drift from what
@@ -48,7 +48,7 @@ func TestQuickstart(t *testing.T) {
 	}
 	blocks := quickstartBlocks(t, "../../docs/quickstart.md")
 
-	cluster := testcontainers.StartPostgres(t, nil)
+	cluster := testenv.StartPostgres(t, nil)
 	admin := testdb.Pool(t, cluster.URL("postgres"))
 	testdb.Exec(t, admin, `CREATE DATABASE app`)
 	dbURL := cluster.URL("app")

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/pgtrail/pgtrail/cdc"
-	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/cdc"
+	"github.com/pgtrail/pgtrail/internal/chain"
 )
 
 func runSeal(ctx context.Context, e *env, args []string) error {

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/search"
 	"github.com/pgtrail/pgtrail/internal/timeexpr"
-	"github.com/pgtrail/pgtrail/search"
 )
 
 // filterFlags are the search filters search and export share.

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 // TestCLI_Status: pgtrail status as the one screen an operator checks. What was tried: entries
@@ -15,7 +15,7 @@ import (
 // reads, next month's partition of audit.events gone. Each must be listed first, with the
 // command that fixes it, and make status exit 1 (--json too); once fixed, exit 0.
 func TestCLI_Status(t *testing.T) {
-	url := testcontainers.Postgres(t)
+	url := testenv.Postgres(t)
 	vars := map[string]string{"DATABASE_URL": url}
 	db := testdb.Pool(t, url)
 	if code, _, errOut := runCLI(t, vars, "migrate", "up"); code != 0 {

@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/cdc"
-	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/cdc"
+	"github.com/pgtrail/pgtrail/internal/chain"
 )
 
 // archiveFlags are the flags that open an archive sink.

@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pgtrail/pgtrail/alert"
-	"github.com/pgtrail/pgtrail/cdc"
+	"github.com/pgtrail/pgtrail/internal/alert"
+	"github.com/pgtrail/pgtrail/internal/cdc"
 )
 
 // alertObserver builds what `pgtrail stream --rules FILE` hangs on the stream: it loads the

@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/archive"
 	"github.com/pgtrail/pgtrail/internal/archivetest"
+	"github.com/pgtrail/pgtrail/internal/chain"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 // buildBinary builds pgtrail once per test binary.
@@ -100,8 +100,8 @@ func TestStream_KilledRepeatedly(t *testing.T) {
 }
 
 func killRepeatedly(t *testing.T, mode string) {
-	srv := testcontainers.S3(t)
-	bucket := testcontainers.S3Bucket(t, srv)
+	srv := testenv.S3(t)
+	bucket := testenv.S3Bucket(t, srv)
 	db, url := testdb.New(t)
 	if mode == "wal" {
 		testdb.Exec(t, db, `SELECT pg_create_logical_replication_slot('pgtrail', 'pgoutput')`)
@@ -214,13 +214,13 @@ func killRepeatedly(t *testing.T, mode string) {
 // TestStream_BadSetup tries the mistakes a user makes at the first start: each must end with a
 // clear error and a non-zero exit, and must not create anything in the database.
 func TestStream_BadSetup(t *testing.T) {
-	srv := testcontainers.S3(t)
-	bucket := testcontainers.S3Bucket(t, srv)
-	url := testcontainers.Postgres(t)
+	srv := testenv.S3(t)
+	bucket := testenv.S3Bucket(t, srv)
+	url := testenv.Postgres(t)
 	if code, _, errOut := runCLI(t, map[string]string{"DATABASE_URL": url}, "migrate", "up"); code != 0 {
 		t.Fatal(errOut)
 	}
-	replica := testcontainers.StartPostgres(t, map[string]string{"wal_level": "replica"})
+	replica := testenv.StartPostgres(t, map[string]string{"wal_level": "replica"})
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--region", srv.Region}
 	cases := []struct {
 		name string
@@ -235,7 +235,7 @@ func TestStream_BadSetup(t *testing.T) {
 		{"MissingBucket", map[string]string{"DATABASE_URL": url, "AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": srv.SecretKey},
 			append([]string{"--archive", "s3://no-such-bucket-pgtrail/p"}, s3args...), "NoSuchBucket"},
 		{"WalLevelReplica", map[string]string{"DATABASE_URL": replica.URL("postgres")}, []string{"--archive", "file://" + t.TempDir()}, "wal_level is not logical"},
-		{"NotInstalled", map[string]string{"DATABASE_URL": testcontainers.Postgres(t)}, []string{"--archive", "file://" + t.TempDir()}, "not installed"},
+		{"NotInstalled", map[string]string{"DATABASE_URL": testenv.Postgres(t)}, []string{"--archive", "file://" + t.TempDir()}, "not installed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -15,10 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/cdc"
-	"github.com/pgtrail/pgtrail/retention"
-	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/cdc"
+	"github.com/pgtrail/pgtrail/internal/retention"
+	"github.com/pgtrail/pgtrail/internal/verify"
 )
 
 // verifySubcommands are verify's scopes.

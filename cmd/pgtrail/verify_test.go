@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
-	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/internal/testenv"
+	"github.com/pgtrail/pgtrail/internal/verify"
 )
 
 // verifySetup is a database with an audited table and writes, archived by `pgtrail stream` into
@@ -34,7 +34,7 @@ type verifySetup struct {
 
 func newVerifySetup(t *testing.T) *verifySetup {
 	t.Helper()
-	url := testcontainers.Postgres(t)
+	url := testenv.Postgres(t)
 	vars := map[string]string{"DATABASE_URL": url}
 	if code, _, errOut := runCLI(t, vars, "migrate", "up"); code != 0 {
 		t.Fatal(errOut)
@@ -257,7 +257,7 @@ func TestCLI_VerifyAlert(t *testing.T) {
 // `seal --once` chains them (it looked at the slot only when tables were in mode wal), after
 // which verify exits 0.
 func TestCLI_SealOnceChainsEventsInSlot(t *testing.T) {
-	url := testcontainers.Postgres(t)
+	url := testenv.Postgres(t)
 	vars := map[string]string{"DATABASE_URL": url}
 	if code, _, errOut := runCLI(t, vars, "migrate", "up"); code != 0 {
 		t.Fatal(errOut)

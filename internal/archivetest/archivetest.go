@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 )
 
 // Events returns every archived event sorted by seq. It fails the test when a seq is archived

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/archive/file"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/archive/file"
 )
 
 // Str returns a pointer to s.

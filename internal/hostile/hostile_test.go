@@ -12,13 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtrail/pgtrail"
-	"github.com/pgtrail/pgtrail/archive"
-	"github.com/pgtrail/pgtrail/archive/file"
-	"github.com/pgtrail/pgtrail/chain"
+	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/archive/file"
 	"github.com/pgtrail/pgtrail/internal/archivetest"
+	"github.com/pgtrail/pgtrail/internal/chain"
 	"github.com/pgtrail/pgtrail/internal/eventtest"
-	"github.com/pgtrail/pgtrail/testcontainers"
-	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/internal/testenv"
+	"github.com/pgtrail/pgtrail/internal/verify"
 )
 
 func TestMain(m *testing.M) {
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	code := testcontainers.RunMain(m)
+	code := testenv.RunMain(m)
 	os.RemoveAll(binDir)
 	os.Exit(code)
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/internal/verify"
 )
 
 // result is what an attack saw: PostgreSQL's answer, the CLI run it made, or what it read back.

@@ -17,9 +17,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgtrail/pgtrail/archive"
+	"github.com/pgtrail/pgtrail/internal/archive"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/verify"
+	"github.com/pgtrail/pgtrail/internal/verify"
 )
 
 // role is who makes an attack.

@@ -1,5 +1,5 @@
 // Package testdb gives tests a fresh database with pgtrail's schema installed, on the shared
-// throwaway cluster of package testcontainers.
+// throwaway cluster of package testenv.
 package testdb
 
 import (
@@ -12,19 +12,19 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	pgsql "github.com/pgtrail/pgtrail/sql"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/pgschema"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
 // New returns a superuser pool and URL for a fresh database with the audit schema migrated up.
 func New(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
-	url := testcontainers.Postgres(t)
+	url := testenv.Postgres(t)
 	return Migrated(t, url), url
 }
 
 // Migrated migrates the database at url up to the audit schema and returns a superuser pool on
-// it: for a database of a dedicated cluster (testcontainers.StartPostgres).
+// it: for a database of a dedicated cluster (testenv.StartPostgres).
 func Migrated(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -33,7 +33,7 @@ func Migrated(t testing.TB, url string) *pgxpool.Pool {
 	if err != nil {
 		t.Fatalf("parse %s: %v", url, err)
 	}
-	m, err := pgsql.NewMigrator(ctx, cfg, false)
+	m, err := pgschema.NewMigrator(ctx, cfg, false)
 	if err != nil {
 		t.Fatalf("migrator: %v", err)
 	}
@@ -142,7 +142,7 @@ func Streamed(t testing.TB, db *pgxpool.Pool) {
 // on a cluster of its own that speaks TLS, and fails unless the pool's connections use it.
 func NewTLS(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
-	c := testcontainers.StartPostgres(t, nil)
+	c := testenv.StartPostgres(t, nil)
 	c.EnableTLS(t)
 	url := strings.Replace(c.URL("postgres"), "sslmode=disable", "sslmode=require", 1)
 	db := Migrated(t, url)

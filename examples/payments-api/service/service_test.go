@@ -20,10 +20,10 @@ import (
 
 	"github.com/pgtrail/pgtrail/examples/payments-api/service"
 	"github.com/pgtrail/pgtrail/internal/testdb"
-	"github.com/pgtrail/pgtrail/testcontainers"
+	"github.com/pgtrail/pgtrail/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testcontainers.RunMain(m)) }
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
 
 // env is the API on a fresh database, run as an application role that may use the demo tables
 // and nothing else, over a pool of two connections.
