@@ -121,27 +121,7 @@ func (db *testDB) events(t *testing.T, resourceType string) []entry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The sealing horizon is cluster-wide: a transaction open in another test's database holds
-	// it back, so seal until nothing is pending rather than until one call seals nothing.
-	for {
-		var sealed, pending int64
-		if err := db.admin.QueryRow(ctx, `SELECT audit.seal()`).Scan(&sealed); err != nil {
-			t.Fatalf("seal: %v", err)
-		}
-		if err := db.admin.QueryRow(ctx, `SELECT count(*) FROM audit.pending`).Scan(&pending); err != nil {
-			t.Fatalf("count pending: %v", err)
-		}
-		if pending == 0 {
-			break
-		}
-		if sealed == 0 {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%d entries still pending: %v", pending, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
+	testdb.Seal(t, db.admin)
 	rows, err := db.admin.Query(ctx, `
 		SELECT action_type, resource_type, resource_id, outcome, actor_id, host(actor_ip), actor_ip_raw,
 		       actor_user_agent, request_id, tenant_id, db_user, after_state, details

@@ -148,27 +148,7 @@ func (e *env) events(t *testing.T) []entry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The sealing horizon is cluster-wide: seal until nothing is pending, not until a call seals
-	// nothing, in case another test's transaction holds the horizon back.
-	for {
-		var sealed, pending int64
-		if err := e.admin.QueryRow(ctx, `SELECT audit.seal()`).Scan(&sealed); err != nil {
-			t.Fatalf("seal: %v", err)
-		}
-		if err := e.admin.QueryRow(ctx, `SELECT count(*) FROM audit.pending`).Scan(&pending); err != nil {
-			t.Fatalf("count pending: %v", err)
-		}
-		if pending == 0 {
-			break
-		}
-		if sealed == 0 {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%d entries still pending: %v", pending, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
+	testdb.Seal(t, e.admin)
 	rows, err := e.admin.Query(ctx, `
 		SELECT action_type, resource_type, coalesce(resource_id, 'NULL'), outcome, actor_id,
 		       coalesce(host(actor_ip), 'NULL'), coalesce(actor_user_agent, 'NULL'), coalesce(request_id, 'NULL'),
