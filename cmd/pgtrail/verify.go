@@ -349,40 +349,14 @@ func (f *verifyFlags) runRecord(rep *verify.Report, err error, cp *verify.Checkp
 		Host: hostname(), OSUser: osUser()}
 }
 
-// prunedPrefix returns where the chain in the database starts when retention pruned its oldest
-// entries (audit.chain_anchors), after checking every anchor's signature with pub (the archive's
-// key) and that each continues the one before; nil when nothing was pruned.
+// prunedPrefix is where the chain in the database starts when retention pruned it
+// (retention.ChainStart checks the anchors); nil when nothing was pruned.
 func prunedPrefix(ctx context.Context, conn *pgx.Conn, pub ed25519.PublicKey) (*verify.PrunedPrefix, error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('audit.chain_anchors') IS NOT NULL`).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("read chain anchors: %w", err)
-	}
-	if !exists {
-		return nil, nil
-	}
-	anchors, err := retention.LoadAnchors(ctx, conn)
-	if err != nil || len(anchors) == 0 {
+	seq, h, err := retention.ChainStart(ctx, conn, pub)
+	if err != nil || seq == 0 {
 		return nil, err
 	}
-	if pub == nil {
-		return nil, errors.New("the database was pruned (audit.chain_anchors): give the archive's --public-key, which checks where its chain now starts")
-	}
-	next := int64(1)
-	for _, a := range anchors {
-		if err := a.Verify(pub); err != nil {
-			return nil, err
-		}
-		if a.FirstSeq != next {
-			return nil, fmt.Errorf("chain anchor seq %d starts its range at seq %d, want %d: an anchor is missing", a.Seq, a.FirstSeq, next)
-		}
-		next = a.Seq + 1
-	}
-	last := anchors[len(anchors)-1]
-	h, err := last.EntryHashBytes()
-	if err != nil {
-		return nil, err
-	}
-	return &verify.PrunedPrefix{Seq: last.Seq, EntryHash: h}, nil
+	return &verify.PrunedPrefix{Seq: seq, EntryHash: h}, nil
 }
 
 // loadCheckpoint returns the checkpoint to start from, its signature checked, or nil when there

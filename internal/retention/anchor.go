@@ -121,3 +121,44 @@ func LoadAnchors(ctx context.Context, q Querier) ([]Anchor, error) {
 	}
 	return anchors, nil
 }
+
+// ErrPrunedNoKey: the database was pruned, and where its chain now starts cannot be checked
+// without the archive's public key.
+var ErrPrunedNoKey = errors.New("the database was pruned (audit.chain_anchors): give the archive's --public-key, which checks where its chain now starts")
+
+// ChainStart returns where the chain in the database starts when retention pruned its oldest
+// entries: the seq and entry hash of the last pruned entry, as the newest anchor signs them,
+// after checking every anchor's signature with pub (the archive's key) and that each continues
+// the one before (an anchor removed is a gap in their ranges). seq is 0 when nothing was pruned.
+func ChainStart(ctx context.Context, q Querier, pub ed25519.PublicKey) (seq int64, entryHash []byte, err error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('audit.chain_anchors') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, nil, fmt.Errorf("read chain anchors: %w", err)
+	}
+	if !exists {
+		return 0, nil, nil
+	}
+	anchors, err := LoadAnchors(ctx, q)
+	if err != nil || len(anchors) == 0 {
+		return 0, nil, err
+	}
+	if pub == nil {
+		return 0, nil, ErrPrunedNoKey
+	}
+	next := int64(1)
+	for _, a := range anchors {
+		if err := a.Verify(pub); err != nil {
+			return 0, nil, err
+		}
+		if a.FirstSeq != next {
+			return 0, nil, fmt.Errorf("chain anchor seq %d starts its range at seq %d, want %d: an anchor is missing", a.Seq, a.FirstSeq, next)
+		}
+		next = a.Seq + 1
+	}
+	last := anchors[len(anchors)-1]
+	h, err := last.EntryHashBytes()
+	if err != nil {
+		return 0, nil, err
+	}
+	return last.Seq, h, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -236,6 +237,30 @@ func TestPrune_ArchivedAndVerified(t *testing.T) {
 		t.Fatalf("second prune: %q, anchors %+v; want seq 7-9 anchored", actions(res), anchors)
 	}
 	assertChainFrom(t, tr, anchors[1])
+
+	// Where verify starts the chain: the newest anchor, once every anchor checks.
+	if seq, h, err := retention.ChainStart(ctx, tr.db, pub); err != nil || seq != 9 || hex.EncodeToString(h) != anchors[1].EntryHash {
+		t.Errorf("ChainStart = %d, %x, %v; want seq 9 and its hash", seq, h, err)
+	}
+	if _, _, err := retention.ChainStart(ctx, tr.db, nil); !errors.Is(err, retention.ErrPrunedNoKey) {
+		t.Errorf("ChainStart without the key: %v", err)
+	}
+	if _, _, err := retention.ChainStart(ctx, tr.db, other); !errors.Is(err, retention.ErrAnchorKey) {
+		t.Errorf("ChainStart with another key: %v", err)
+	}
+	// Tried, as a superuser: removing the first anchor, so that the chain seems to start later.
+	// What must hold: refused as a gap in the anchors' ranges.
+	tx, err := tr.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica; DELETE FROM audit.chain_anchors WHERE seq = 6`); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := retention.ChainStart(ctx, tx, pub); err == nil || !strings.Contains(err.Error(), "an anchor is missing") {
+		t.Errorf("ChainStart with the first anchor removed: %v", err)
+	}
 }
 
 // assertChainFrom recomputes what is left of the chain from the anchor.
