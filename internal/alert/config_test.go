@@ -21,7 +21,7 @@ func env(vars map[string]string) func(string) (string, bool) {
 
 // TestParse_Example loads the example rules file shipped in deploy/.
 func TestParse_Example(t *testing.T) {
-	cfg, err := Load(context.Background(), "../deploy/alerts.example.yaml", env(map[string]string{"ALERT_TOKEN": "s3cret", "PAGER_WEBHOOK_URL": "https://pager.example.com/x"}))
+	cfg, err := Load(context.Background(), "../../deploy/alerts.example.yaml", env(map[string]string{"ALERT_TOKEN": "s3cret", "PAGER_WEBHOOK_URL": "https://pager.example.com/x"}))
 	if err != nil {
 		t.Fatal(err)
 	}

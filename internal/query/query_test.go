@@ -70,7 +70,7 @@ func athenaEvents(now time.Time) []pgtrail.Event {
 // whose text sorts after the dt of their first day, so they are cast to date first (a form
 // Athena accepts too).
 func athenaQueries(t *testing.T) []string {
-	doc, err := os.ReadFile("../docs/athena.md")
+	doc, err := os.ReadFile("../../docs/athena.md")
 	if err != nil {
 		t.Fatal(err)
 	}
