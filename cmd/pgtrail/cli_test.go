@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pgtrail/pgtrail/internal/pgschema"
+	"github.com/pgtrail/pgtrail/internal/status"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/internal/testenv"
 )
@@ -82,7 +83,7 @@ func TestCLI_EndToEnd(t *testing.T) {
 	}
 
 	code, out, _ := runCLI(t, vars, "status", "--json")
-	var st statusReport
+	var st status.Report
 	// (Back in mode trigger after migrate to 3 and up again: no slot is needed, nothing is wrong.)
 	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || len(st.Problems) != 0 {
 		t.Fatalf("status --json: exit %d, %v: %s", code, err, out)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgtrail/pgtrail/internal/status"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/internal/testenv"
 )
@@ -56,7 +57,7 @@ func TestCLI_Status(t *testing.T) {
 		}
 	}
 	code, out, _ = runCLI(t, vars, "status", "--json", "--max-pending-age", "1ms")
-	var st statusReport
+	var st status.Report
 	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 1 || len(st.Problems) != len(wantProblems) {
 		t.Errorf("status --json: exit %d, %v, problems %+v; want exit 1 and %d problems", code, err, st.Problems, len(wantProblems))
 	}
@@ -77,7 +78,7 @@ func TestCLI_Status(t *testing.T) {
 	// which showed 0 right after sealing.
 	code, out, _ = runCLI(t, vars, "status", "--json")
 	var shownStatus struct {
-		Partitions []partitionInfo `json:"partitions"`
+		Partitions []status.Partition `json:"partitions"`
 	}
 	if err := json.Unmarshal([]byte(out), &shownStatus); code != 0 || err != nil {
 		t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
