@@ -12,8 +12,9 @@ import (
 	"github.com/pgtrail/pgtrail/internal/verify/verifytest"
 )
 
-// TestCanonicalEncoder_MatchesAppendCanonical checks that verification's encoder writes the
-// bytes pgtrail.AppendCanonical writes (and so the hashes the chain was built with), for odd
+// TestCanonicalEncoder_MatchesAppendCanonical checks that the encoder verification runs over a
+// trail (pgtrail.CanonicalEncoder, with its caches) writes the bytes pgtrail.AppendCanonical
+// writes (and so the hashes the chain was built with), for odd
 // values, extreme numbers, random fields, and changed_columns lists that repeat, change, and
 // share prefixes, in one encoder whose cache must not leak one entry's list into the next.
 func TestCanonicalEncoder_MatchesAppendCanonical(t *testing.T) {
@@ -67,14 +68,14 @@ func TestCanonicalEncoder_MatchesAppendCanonical(t *testing.T) {
 			events = append(events, e)
 		}
 	}
-	var enc canonicalEncoder
+	var enc pgtrail.CanonicalEncoder
 	var got []byte
 	for i := range events {
 		// Encode into reused memory, as the decoder's aliased strings are.
 		cols := make([]string, len(events[i].ChangedColumns))
 		copy(cols, events[i].ChangedColumns)
 		events[i].ChangedColumns = cols
-		got = enc.append(got[:0], &events[i])
+		got = enc.Append(got[:0], &events[i])
 		if want := pgtrail.AppendCanonical(nil, &events[i]); !bytes.Equal(got, want) {
 			t.Fatalf("event %d:\n got %q\nwant %q", i, got, want)
 		}
@@ -84,11 +85,11 @@ func TestCanonicalEncoder_MatchesAppendCanonical(t *testing.T) {
 func BenchmarkCanonicalEncoder(b *testing.B) {
 	events := verifytest.Events(10000, 500)
 	b.Run("Verify", func(b *testing.B) {
-		var enc canonicalEncoder
+		var enc pgtrail.CanonicalEncoder
 		var buf []byte
 		for b.Loop() {
 			for i := range events {
-				buf = enc.append(buf[:0], &events[i])
+				buf = enc.Append(buf[:0], &events[i])
 			}
 		}
 		b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "entries/s")

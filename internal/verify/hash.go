@@ -68,7 +68,7 @@ var crossSeed = maphash.MakeSeed()
 type hasher struct {
 	buf   []byte // prev_hash ‖ canonical encoding: hashed in one call, without a digest's buffering
 	cross bool   // fill eventKey and content
-	enc   canonicalEncoder
+	enc   pgtrail.CanonicalEncoder
 
 	// The hash computed last and its hex: the next row's prev_hash, in hex, is usually the
 	// same, and is then taken from here instead of decoded.
@@ -84,7 +84,7 @@ func newHasher(cross bool) *hasher {
 // encoding in h.buf[sha256.Size:].
 func (h *hasher) sum(e *pgtrail.Event) [sha256.Size]byte {
 	h.buf = append(h.buf[:0], e.PrevHash...)
-	h.buf = h.enc.append(h.buf, e)
+	h.buf = h.enc.Append(h.buf, e)
 	return sha256.Sum256(h.buf)
 }
 
