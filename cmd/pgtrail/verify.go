@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgtrail/pgtrail/internal/archive"
 	"github.com/pgtrail/pgtrail/internal/cdc"
+	"github.com/pgtrail/pgtrail/internal/pace"
 	"github.com/pgtrail/pgtrail/internal/retention"
 	"github.com/pgtrail/pgtrail/internal/verify"
 )
@@ -216,8 +217,8 @@ func (f *verifyFlags) run(ctx context.Context, e *env) error {
 	var conn *pgx.Conn
 	if f.useDB {
 		var err error
-		// Paced: verify db reads COPY on this connection too (verify.PaceDial).
-		paced := func(cfg *pgx.ConnConfig) { cfg.DialFunc = verify.PaceDial(cfg.DialFunc) }
+		// Paced: verify db reads COPY on this connection too (pace.Dial).
+		paced := func(cfg *pgx.ConnConfig) { cfg.DialFunc = pace.Dial(cfg.DialFunc) }
 		if conn, err = f.db.connect(ctx, e, paced); err != nil {
 			return err
 		}

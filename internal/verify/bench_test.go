@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/pace"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/internal/verify"
 	"github.com/pgtrail/pgtrail/internal/verify/verifytest"
@@ -86,7 +87,7 @@ func BenchmarkChainSHA256(b *testing.B) {
 //   - new: verify db and binary COPY each on a connection of their own, made for the round and
 //     not timed, as the CLI and make bench read (ratio-binary-new-conn).
 //
-// All connections are dialed as the CLI dials (verify.PaceDial); the pacer waits only while
+// All connections are dialed as the CLI dials (pace.Dial); the pacer waits only while
 // verify db reads. With the server on this machine verify db reads in one stream on 2 cores
 // (verify's default), so each side reads on exactly the connection it is given.
 func BenchmarkVerifyDB(b *testing.B) {
@@ -198,13 +199,13 @@ func newConn(b *testing.B, cfg *pgx.ConnConfig) *pgx.Conn {
 }
 
 // pacedConfig parses url into a connection config dialed as the CLI dials its own
-// (verify.PaceDial): COPY into io.Discard on such a connection reads through the same 256 KiB
+// (pace.Dial): COPY into io.Discard on such a connection reads through the same 256 KiB
 // buffer as verify db.
 func pacedConfig(b *testing.B, url string) *pgx.ConnConfig {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg.DialFunc = verify.PaceDial(cfg.DialFunc)
+	cfg.DialFunc = pace.Dial(cfg.DialFunc)
 	return cfg
 }

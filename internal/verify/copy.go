@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtrail/pgtrail"
+	"github.com/pgtrail/pgtrail/internal/pace"
 )
 
 // copyQuery streams audit.events from seq %d on, in chain order, in COPY's binary format: no
@@ -119,7 +120,7 @@ type copyReader struct {
 	pool    *batchPool
 	send    func(*dbBatch) error
 	cur     *dbBatch
-	pace    *pacer // the stream's, nil if none
+	pace    *pace.Pacer // the stream's, nil if none
 	header  bool
 	done    bool   // the trailer was seen
 	pending []byte // the start of a tuple split across writes (the server does not do that)
@@ -162,7 +163,7 @@ func (r *copyReader) Write(p []byte) (int, error) {
 	r.keep(p)
 	if r.pace != nil {
 		// Rows are streaming until the trailer; the command's completion is a short read.
-		r.pace.copying = !r.done
+		r.pace.SetCopying(!r.done)
 	}
 	return n, nil
 }
@@ -412,10 +413,10 @@ func decodeTextArray(p []byte, cols []string) ([]string, error) {
 // readCopy reads seq from to to (to < 0: to the end) on st into batches taken from pool: send
 // is called for each full batch, from this goroutine.
 func readCopy(ctx context.Context, conn *pgconn.PgConn, from, to int64, pool *batchPool, send func(*dbBatch) error) error {
-	r := &copyReader{ctx: ctx, pool: pool, send: send, pace: pacerOf(conn)}
+	r := &copyReader{ctx: ctx, pool: pool, send: send, pace: pace.Of(conn)}
 	if r.pace != nil {
 		// An error ends the COPY without a trailer: the next statement's reads are not paced.
-		defer func() { r.pace.copying = false }()
+		defer func() { r.pace.SetCopying(false) }()
 	}
 	if _, err := conn.CopyTo(ctx, r, copyRange(from, to)); err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {

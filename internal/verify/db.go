@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgtrail/pgtrail"
 	"github.com/pgtrail/pgtrail/internal/chain"
+	"github.com/pgtrail/pgtrail/internal/pace"
 )
 
 // Querier is what DB needs from a connection: a *pgx.Conn, a *pgxpool.Pool or *pgxpool.Conn, or
@@ -277,7 +278,7 @@ type dbStream struct {
 // startStreams sends the connections to read with on the channel it returns, and closes it once
 // all are sent. tx's own connection comes first, at once, so that reading starts while the
 // others connect. With tx this package's own and a trail of at least a chunk, up to n-1 new
-// connections in tx's snapshot follow, read through a pacer (PaceDial); stop tells that no
+// connections in tx's snapshot follow, read through a pacer (pace.Dial); stop tells that no
 // chunk is left for another. A connection that cannot be made or join the snapshot is left out:
 // the others read its share.
 func startStreams(ctx context.Context, tx pgx.Tx, n int, owned, long bool, stop func() bool) <-chan dbStream {
@@ -295,8 +296,8 @@ func startStreams(ctx context.Context, tx pgx.Tx, n int, owned, long bool, stop 
 		return streams
 	}
 	cfg := tx.Conn().Config().Copy()
-	if pacerOf(own) == nil { // else cfg's dial paces already
-		cfg.DialFunc = PaceDial(cfg.DialFunc)
+	if pace.Of(own) == nil { // else cfg's dial paces already
+		cfg.DialFunc = pace.Dial(cfg.DialFunc)
 	}
 	go func() {
 		defer close(streams)

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgtrail/pgtrail/internal/pace"
 	"github.com/pgtrail/pgtrail/internal/testdb"
 	"github.com/pgtrail/pgtrail/internal/verify"
 	"github.com/pgtrail/pgtrail/internal/verify/verifytest"
@@ -341,16 +342,16 @@ func TestDB_TLS(t *testing.T) {
 	}
 	defer plain.Close(ctx)
 	if verify.Paced(plain.PgConn()) {
-		t.Error("a connection not dialed with PaceDial reads through a pacer")
+		t.Error("a connection not dialed with pace.Dial reads through a pacer")
 	}
-	cfg.DialFunc = verify.PaceDial(cfg.DialFunc)
+	cfg.DialFunc = pace.Dial(cfg.DialFunc)
 	paced, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer paced.Close(ctx)
 	if !verify.Paced(paced.PgConn()) {
-		t.Error("a TLS connection dialed with PaceDial: its pacer is not found")
+		t.Error("a TLS connection dialed with pace.Dial: its pacer is not found")
 	}
 	for _, q := range []verify.Querier{db, paced} {
 		rep, err := (&verify.Verifier{DBStreams: 3}).DB(ctx, q)
