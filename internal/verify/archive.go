@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgtrail/pgtrail/internal/archive"
+	"github.com/pgtrail/pgtrail/internal/verify/pqread"
 )
 
 // ErrWrongKey is returned when the archive has digests but none verifies with the public key:
@@ -541,7 +542,7 @@ func (v *Verifier) runBatch(pub ed25519.PublicKey, j *batchJob, w *archiveWorker
 // archiveWorker is what one worker reuses from batch to batch.
 type archiveWorker struct {
 	h    *hasher
-	dec  parquetDecoder
+	dec  pqread.Decoder
 	ents *slicePool[entry] // the walk's, shared by its workers
 }
 
@@ -602,10 +603,10 @@ func (v *Verifier) runFile(j *batchJob, file int32, d *archive.Digest, w *archiv
 	from := len(j.ents)
 	part := partitionCheck{key: key, first: b.first, last: b.last}
 	h := w.h
-	err = w.dec.decode(data, func(rows []pqRow) error {
+	err = w.dec.Decode(data, func(rows []pqread.Row) error {
 		j.ents = slices.Grow(j.ents, len(rows))
 		for i := range rows {
-			e := &rows[i].ev
+			e := &rows[i].Event
 			j.ents = j.ents[:len(j.ents)+1]
 			out := &j.ents[len(j.ents)-1]
 			h.hashRow(&rows[i], out)

@@ -18,7 +18,7 @@ import (
 // values, extreme numbers, random fields, and changed_columns lists that repeat, change, and
 // share prefixes, in one encoder whose cache must not leak one entry's list into the next.
 func TestCanonicalEncoder_MatchesAppendCanonical(t *testing.T) {
-	events := append(oddEvents(), verifytest.Events(200, 400)...)
+	events := append(verifytest.OddEvents(), verifytest.Events(200, 400)...)
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []string{"", "a", "b", "NULL", "null", `"`, `\`, "{", "}", ",", " ", "\t", "é", "x y", "0123456789"}
 	text := func() string {

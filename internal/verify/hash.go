@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pgtrail/pgtrail"
+	"github.com/pgtrail/pgtrail/internal/verify/pqread"
 )
 
 // entry is an entry as the in-order checks see it, after hashing: its place, its stored links,
@@ -217,4 +218,16 @@ func (h *hasher) findPosition(e *pgtrail.Event) int64 {
 		}
 	}
 	return 0
+}
+
+// hashRow hashes a decoded row into out.
+func (h *hasher) hashRow(r *pqread.Row, out *entry) {
+	if r.PrevHex != nil {
+		h.prevHash(&r.Event, &r.Prev, r.PrevHex)
+	}
+	if r.EntryHex != nil {
+		h.hashHex(&r.Event, r.EntryHex, out)
+		return
+	}
+	h.hash(&r.Event, out)
 }

@@ -155,3 +155,25 @@ func LoadDB(ctx context.Context, conn *pgx.Conn, events []pgtrail.Event) error {
 	}
 	return tx.Commit(ctx)
 }
+
+// OddEvents returns events with the values the encoding finds awkward: NULLs everywhere they
+// may be, empty strings, empty and quoted changed_columns, multi-byte text.
+func OddEvents() []pgtrail.Event {
+	s := func(v string) *string { return &v }
+	h := bytes.Repeat([]byte{7}, sha256.Size)
+	base := pgtrail.Event{EventID: "00000000-0000-4000-8000-000000000001", OccurredAt: time.UnixMicro(1700000000123456),
+		TxID: 1 << 62, ActionType: "UPDATE", ResourceType: `"odd ""table"""`, Outcome: "SUCCESS", ActorID: "",
+		DBUser: "päß", PrevHash: h, EntryHash: h}
+	evs := []pgtrail.Event{base, base, base, base}
+	evs[1].ResourceID, evs[1].ActorIP, evs[1].ActorIPRaw, evs[1].ActorUserAgent = s(""), s("::1"), s("not an ip"), s("tab\there")
+	evs[1].RequestID, evs[1].TenantID, evs[1].ApplicationName, evs[1].ClientAddr = s("r"), s(""), s("a"), s("10.0.0.0/8")
+	evs[1].ChangedColumns = []string{"a,b", "NULL", "", `"q"`, `back\slash`, "{x}", " "}
+	evs[1].BeforeState, evs[1].AfterState, evs[1].Details = s(`{"a": 1}`), s(`{}`), s(`{"é": "\"x\""}`)
+	evs[2].ChangedColumns = []string{"one"}
+	evs[2].TenantID = s("_under")
+	evs[3].Details = s("")
+	for i := range evs {
+		evs[i].Seq = int64(i + 1)
+	}
+	return evs
+}

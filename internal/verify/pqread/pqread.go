@@ -1,4 +1,8 @@
-package verify
+// Package pqread decodes the archive's Parquet files fast for verification: page by page into
+// events whose strings alias the pages, no allocation per value. archive.DecodeParquet is the
+// slow path and the oracle its tests compare against (and what a file of another layout is read
+// with).
+package pqread
 
 import (
 	"bytes"
@@ -8,6 +12,7 @@ import (
 	"io"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -59,30 +64,30 @@ var archiveSchema = sync.OnceValue(func() string {
 	return f.Schema().String()
 })
 
-// pqRow is one archived event. The event's strings alias the pages of the row group being
+// Row is one archived event. The event's strings alias the pages of the row group being
 // decoded; they are valid until the decoder moves on.
-type pqRow struct {
-	ev       pgtrail.Event
-	opt      [11]string // what the event's nullable fields point to
-	prev     [sha256.Size]byte
-	prevHex  []byte // prev_hash as archived (hex); nil when ev.PrevHash is set
-	entryHex []byte // entry_hash as archived (hex); nil when ev.EntryHash is set
-	colsFrom int32  // the row's changed_columns in parquetDecoder.cols
+type Row struct {
+	Event    pgtrail.Event
+	opt      [11]string        // what the event's nullable fields point to
+	Prev     [sha256.Size]byte // room for prev_hash decoded from PrevHex
+	PrevHex  []byte            // prev_hash as archived (hex); nil when Event.PrevHash is set
+	EntryHex []byte            // entry_hash as archived (hex); nil when Event.EntryHash is set
+	colsFrom int32             // the row's changed_columns in Decoder.cols
 	colsTo   int32
 }
 
-// pqBlockRows is how many rows are assembled at a time: few enough that the rows stay in the
+// BlockRows is how many rows are assembled at a time: few enough that the rows stay in the
 // CPU's cache while each column fills them in (assembling a whole row group, column after
 // column, streams megabytes through memory 23 times).
-const pqBlockRows = 128
+const BlockRows = 128
 
-// parquetDecoder decodes archive files page by page into events whose strings alias the pages:
+// Decoder decodes archive files page by page into events whose strings alias the pages:
 // no allocation per value, which makes it several times faster than archive.DecodeParquet's
 // row-by-row reflection. Each column's pages are read as the rows reach them, and returned to
 // parquet-go's buffer pool once the rows that alias them are hashed: a worker holds about one
 // page per column, not a whole row group. One per worker; not safe for concurrent use.
-type parquetDecoder struct {
-	rows [pqBlockRows]pqRow
+type Decoder struct {
+	rows [BlockRows]Row
 	cols []string
 	curs [numColumns]colCursor
 	// held are the pages the cursors moved past while filling the current block: the block's
@@ -90,11 +95,11 @@ type parquetDecoder struct {
 	held []parquet.Page
 }
 
-// decode calls fn with the rows of the file in data, a block at a time, in file order. The rows
+// Decode calls fn with the rows of the file in data, a block at a time, in file order. The rows
 // are only valid during the call. A malformed file may make the Parquet library (or the page
 // accessors) panic: that is returned as an error like any other decoding failure; a panic in fn
 // is not caught.
-func (d *parquetDecoder) decode(data []byte, fn func([]pqRow) error) error {
+func (d *Decoder) Decode(data []byte, fn func([]Row) error) error {
 	var f *parquet.File
 	err := catch(func() (err error) {
 		f, err = parquet.OpenFile(bytes.NewReader(data), int64(len(data)),
@@ -113,7 +118,7 @@ func (d *parquetDecoder) decode(data []byte, fn func([]pqRow) error) error {
 			return fmt.Errorf("decode parquet: %w", err)
 		}
 		for left := rg.NumRows(); left > 0; {
-			rows := d.rows[:min(left, pqBlockRows)]
+			rows := d.rows[:min(left, BlockRows)]
 			left -= int64(len(rows))
 			if err := catch(func() error { return d.block(rows) }); err != nil {
 				return fmt.Errorf("decode parquet: %w", err)
@@ -132,7 +137,7 @@ func (d *parquetDecoder) decode(data []byte, fn func([]pqRow) error) error {
 }
 
 // end checks that every column of the row group is used up.
-func (d *parquetDecoder) end() error {
+func (d *Decoder) end() error {
 	for c := range d.curs {
 		more, err := d.curs[c].more()
 		if err != nil {
@@ -156,32 +161,20 @@ func catch(f func() error) (err error) {
 }
 
 // decodeSlow decodes a file of another layout with archive.DecodeParquet.
-func (d *parquetDecoder) decodeSlow(data []byte, fn func([]pqRow) error) error {
+func (d *Decoder) decodeSlow(data []byte, fn func([]Row) error) error {
 	events, err := archive.DecodeParquet(data)
 	if err != nil {
 		return err
 	}
-	rows := make([]pqRow, len(events))
+	rows := make([]Row, len(events))
 	for i := range events {
-		rows[i].ev = events[i]
+		rows[i].Event = events[i]
 	}
 	return fn(rows)
 }
 
-// hashRow hashes a decoded row into out.
-func (h *hasher) hashRow(r *pqRow, out *entry) {
-	if r.prevHex != nil {
-		h.prevHash(&r.ev, &r.prev, r.prevHex)
-	}
-	if r.entryHex != nil {
-		h.hashHex(&r.ev, r.entryHex, out)
-		return
-	}
-	h.hash(&r.ev, out)
-}
-
 // releaseHeld returns the pages the last block moved past to parquet-go's pool.
-func (d *parquetDecoder) releaseHeld() {
+func (d *Decoder) releaseHeld() {
 	for _, p := range d.held {
 		parquet.Release(p)
 	}
@@ -190,7 +183,7 @@ func (d *parquetDecoder) releaseHeld() {
 }
 
 // release returns every page to the pool and closes the column readers.
-func (d *parquetDecoder) release() {
+func (d *Decoder) release() {
 	d.releaseHeld()
 	for c := range d.curs {
 		d.curs[c].close()
@@ -198,7 +191,7 @@ func (d *parquetDecoder) release() {
 }
 
 // open sets a cursor at the start of each column of rg.
-func (d *parquetDecoder) open(rg parquet.RowGroup) error {
+func (d *Decoder) open(rg parquet.RowGroup) error {
 	chunks := rg.ColumnChunks()
 	if len(chunks) != numColumns {
 		return fmt.Errorf("%d columns, want %d", len(chunks), numColumns)
@@ -210,7 +203,7 @@ func (d *parquetDecoder) open(rg parquet.RowGroup) error {
 }
 
 // block fills rows with the next rows of the row group, column after column.
-func (d *parquetDecoder) block(rows []pqRow) error {
+func (d *Decoder) block(rows []Row) error {
 	d.cols = d.cols[:0]
 	for c := range d.curs {
 		if err := d.curs[c].fillBlock(rows, &d.cols); err != nil {
@@ -219,7 +212,7 @@ func (d *parquetDecoder) block(rows []pqRow) error {
 	}
 	for i := range rows {
 		r := &rows[i]
-		r.ev.ChangedColumns = d.cols[r.colsFrom:r.colsTo:r.colsTo]
+		r.Event.ChangedColumns = d.cols[r.colsFrom:r.colsTo:r.colsTo]
 	}
 	return nil
 }
@@ -276,7 +269,7 @@ type colCursor struct {
 	c     int
 	pages parquet.Pages   // nil once used up or closed
 	page  parquet.Page    // the page being read, nil before the first
-	held  *[]parquet.Page // where pages go once moved past (parquetDecoder.held)
+	held  *[]parquet.Page // where pages go once moved past (Decoder.held)
 	err   error           // why the pages ended early
 	pv    pageValues
 	defs  []byte // definition levels (optional and list columns)
@@ -368,7 +361,7 @@ func (cur *colCursor) value() ([]byte, error) {
 
 // fillBlock sets this column's field of every row in rows. Plain string and integer columns are
 // filled a run of rows at a time (the hot path: most columns, every row); the others row by row.
-func (cur *colCursor) fillBlock(rows []pqRow, cols *[]string) error {
+func (cur *colCursor) fillBlock(rows []Row, cols *[]string) error {
 	switch cur.c {
 	case colSeq, colOccurredAt, colTxID, colEventID, colActionType, colResourceType, colOutcome, colActorID, colDBUser:
 	case colChangedColumns, colPrevHash, colEntryHash:
@@ -392,39 +385,39 @@ func (cur *colCursor) fillBlock(rows []pqRow, cols *[]string) error {
 		switch cur.c {
 		case colSeq:
 			for k := range run {
-				run[k].ev.Seq = pv.int64(j + k)
+				run[k].Event.Seq = pv.int64(j + k)
 			}
 		case colOccurredAt:
 			for k := range run {
-				run[k].ev.OccurredAt = time.UnixMicro(pv.int64(j + k))
+				run[k].Event.OccurredAt = time.UnixMicro(pv.int64(j + k))
 			}
 		case colTxID:
 			for k := range run {
-				run[k].ev.TxID = uint64(pv.int64(j + k))
+				run[k].Event.TxID = uint64(pv.int64(j + k))
 			}
 		case colEventID:
 			for k := range run {
-				run[k].ev.EventID = str(pv.bytes(j + k))
+				run[k].Event.EventID = str(pv.bytes(j + k))
 			}
 		case colActionType:
 			for k := range run {
-				run[k].ev.ActionType = str(pv.bytes(j + k))
+				run[k].Event.ActionType = str(pv.bytes(j + k))
 			}
 		case colResourceType:
 			for k := range run {
-				run[k].ev.ResourceType = str(pv.bytes(j + k))
+				run[k].Event.ResourceType = str(pv.bytes(j + k))
 			}
 		case colOutcome:
 			for k := range run {
-				run[k].ev.Outcome = str(pv.bytes(j + k))
+				run[k].Event.Outcome = str(pv.bytes(j + k))
 			}
 		case colActorID:
 			for k := range run {
-				run[k].ev.ActorID = str(pv.bytes(j + k))
+				run[k].Event.ActorID = str(pv.bytes(j + k))
 			}
 		case colDBUser:
 			for k := range run {
-				run[k].ev.DBUser = str(pv.bytes(j + k))
+				run[k].Event.DBUser = str(pv.bytes(j + k))
 			}
 		}
 		cur.j += len(run)
@@ -434,7 +427,7 @@ func (cur *colCursor) fillBlock(rows []pqRow, cols *[]string) error {
 }
 
 // optionalBlock fills an optional column into rows, a run of rows at a time.
-func (cur *colCursor) optionalBlock(rows []pqRow) error {
+func (cur *colCursor) optionalBlock(rows []Row) error {
 	slot := optionalSlots[cur.c]
 	for i := 0; i < len(rows); {
 		for cur.j >= cur.n {
@@ -449,7 +442,7 @@ func (cur *colCursor) optionalBlock(rows []pqRow) error {
 		defs := cur.defs[cur.j : cur.j+len(run)]
 		for k := range run {
 			r := &run[k]
-			field := optionalField(&r.ev, cur.c)
+			field := optionalField(&r.Event, cur.c)
 			if defs[k] == 0 {
 				*field = nil
 				continue
@@ -497,7 +490,7 @@ func optionalField(e *pgtrail.Event, c int) **string {
 
 // fill sets the field of r of one of the columns filled row by row (prev_hash, entry_hash,
 // changed_columns) from the next row, and moves past it.
-func (cur *colCursor) fill(r *pqRow, cols *[]string) error {
+func (cur *colCursor) fill(r *Row, cols *[]string) error {
 	for cur.j >= cur.n {
 		if !cur.next() {
 			return cur.ended()
@@ -506,10 +499,10 @@ func (cur *colCursor) fill(r *pqRow, cols *[]string) error {
 	switch cur.c {
 	case colPrevHash:
 		// Left in hex: the hasher decodes it, or finds it is the hash it computed last.
-		r.prevHex, r.ev.PrevHash = cur.pv.bytes(cur.j), nil
+		r.PrevHex, r.Event.PrevHash = cur.pv.bytes(cur.j), nil
 	case colEntryHash:
 		// Left in hex: the hasher compares it with the hash it computes (hashHex).
-		r.entryHex, r.ev.EntryHash = cur.pv.bytes(cur.j), nil
+		r.EntryHex, r.Event.EntryHash = cur.pv.bytes(cur.j), nil
 	case colChangedColumns:
 		return cur.list(r, cols)
 	default:
@@ -519,14 +512,14 @@ func (cur *colCursor) fill(r *pqRow, cols *[]string) error {
 	return nil
 }
 
-// optionalSlots maps an optional column to its slot in pqRow.opt.
+// optionalSlots maps an optional column to its slot in Row.opt.
 var optionalSlots = [numColumns]int{colResourceID: 0, colActorIP: 1, colActorIPRaw: 2, colUserAgent: 3,
 	colRequestID: 4, colTenantID: 5, colAppName: 6, colClientAddr: 7, colBeforeState: 8, colAfterState: 9,
 	colDetails: 10}
 
 // list reads changed_columns (a required list of required strings) of the next row: repetition
 // level 0 starts the row, definition level 0 is an empty list, 1 an element.
-func (cur *colCursor) list(r *pqRow, cols *[]string) error {
+func (cur *colCursor) list(r *Row, cols *[]string) error {
 	if cur.reps[cur.j] != 0 {
 		return errors.New("a list does not start at a row")
 	}
@@ -552,3 +545,7 @@ func (cur *colCursor) list(r *pqRow, cols *[]string) error {
 	r.colsTo = int32(len(*cols))
 	return nil
 }
+
+// str returns b as a string without copying: the row's strings alias the pages, which do not
+// change while the rows are in use.
+func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
