@@ -147,12 +147,8 @@ func Prune(ctx context.Context, conn *pgx.Conn, cfg PruneConfig) (_ *PruneResult
 	res := &PruneResult{DryRun: cfg.DryRun, Cutoff: cfg.OlderThan.Before(now)}
 
 	if !cfg.DryRun {
-		var super bool
-		if err := conn.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = session_user`).Scan(&super); err != nil {
-			return nil, fmt.Errorf("prune: %w", err)
-		}
-		if !super {
-			return nil, ErrNotSuperuser
+		if err := requireSuperuser(ctx, conn); err != nil {
+			return nil, err
 		}
 	}
 	st, err := (&archive.Writer{Sink: cfg.Sink}).Resume(ctx)
@@ -161,32 +157,15 @@ func Prune(ctx context.Context, conn *pgx.Conn, cfg PruneConfig) (_ *PruneResult
 	}
 	res.ArchiveLastSeq = st.LastSeq
 
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	lockTimeout := cfg.LockTimeout
-	if lockTimeout == 0 {
-		lockTimeout = 10 * time.Second
-	}
-	if _, err := tx.Exec(ctx, `SELECT set_config('TimeZone', 'UTC', true), set_config('lock_timeout', $1, true)`,
-		fmt.Sprintf("%dms", lockTimeout.Milliseconds())); err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-
-	// audit.create_partitions keeps last month's partition and later ones: never candidates.
-	managed := time.Date(now.Year(), now.Month()-1, 1, 0, 0, 0, 0, time.UTC)
-	parts, err := listPartitions(ctx, tx)
+	tx, err := beginPrune(ctx, conn, cfg.LockTimeout)
 	if err != nil {
 		return nil, err
 	}
-	var cands []*PartitionStatus
-	for i := range parts {
-		p := &parts[i]
-		if !p.To.After(res.Cutoff) && !p.To.After(managed) {
-			cands = append(cands, p)
-		}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	cands, err := candidates(ctx, tx, res.Cutoff, now, cfg.DryRun)
+	if err != nil {
+		return nil, err
 	}
 	if len(cands) == 0 {
 		return res, nil
@@ -198,107 +177,17 @@ func Prune(ctx context.Context, conn *pgx.Conn, cfg PruneConfig) (_ *PruneResult
 			}
 		}
 	}()
-	for _, p := range cands {
-		if !cfg.DryRun {
-			// SHARE: readers go on, nobody changes the rows while they are checked and dropped.
-			if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{"audit", p.Name}.Sanitize()+" IN SHARE MODE"); err != nil {
-				return nil, fmt.Errorf("prune: lock %s: %w", p.Name, err)
-			}
-		}
-		err := tx.QueryRow(ctx, `SELECT count(*), COALESCE(min(seq), 0), COALESCE(max(seq), 0) FROM audit.events
-		                           WHERE tableoid = ('audit.' || quote_ident($1))::regclass`, p.Name).
-			Scan(&p.Rows, &p.FirstSeq, &p.LastSeq)
-		if err != nil {
-			return nil, fmt.Errorf("prune: read %s: %w", p.Name, err)
-		}
-	}
-
-	start, prevHash := int64(1), pgtrail.GenesisHash
-	anchors, err := LoadAnchors(ctx, tx)
+	start, prevHash, err := segmentStart(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
-	if n := len(anchors); n > 0 {
-		start = anchors[n-1].Seq + 1
-		if prevHash, err = anchors[n-1].EntryHashBytes(); err != nil {
-			return nil, err
-		}
-	}
-	policies, err := LoadPolicies(ctx, tx)
+	due, err := duePartitions(ctx, tx, cands, st.LastSeq, now)
 	if err != nil {
 		return nil, err
 	}
-
-	// The oldest candidates that are due and archived, up to the first that is not.
-	var due []*PartitionStatus
-	for _, p := range cands {
-		if p.Action != "" {
-			continue
-		}
-		reason, err := policyHold(ctx, tx, p, policies, now)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case reason != "":
-			p.Action, p.Reason = ActionKeep, reason
-		case p.Rows > 0 && p.LastSeq > st.LastSeq:
-			p.Action, p.Reason = ActionRefuse, fmt.Sprintf("not archived: the archive's complete batches end at seq %d, the partition at seq %d", st.LastSeq, p.LastSeq)
-		default:
-			due = append(due, p)
-			continue
-		}
-		holdLater(cands, p)
-		break
-	}
-
-	// The longest run of due partitions that holds exactly the chain's next segment.
-	var set []*PartitionStatus
-	var cut int64
-	for k := len(due); k > 0 && set == nil; k-- {
-		s := due[:k]
-		var rows, lo, hi int64
-		var oids []string
-		for _, p := range s {
-			rows += p.Rows
-			if p.Rows > 0 {
-				if lo == 0 || p.FirstSeq < lo {
-					lo = p.FirstSeq
-				}
-				hi = max(hi, p.LastSeq)
-			}
-			oids = append(oids, p.Name)
-		}
-		last := s[k-1]
-		if rows == 0 {
-			last.Action, last.Reason = ActionKeep, "holds no entries: goes with the next partition that does"
-			holdLater(due, last)
-			continue
-		}
-		var strayName string
-		var straySeq int64
-		err := tx.QueryRow(ctx, `SELECT e.seq, c.relname FROM audit.events e JOIN pg_class c ON c.oid = e.tableoid
-		                          WHERE e.seq <= $1 AND c.relname::text <> ALL ($2::text[]) ORDER BY e.seq LIMIT 1`, hi, oids).Scan(&straySeq, &strayName)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return nil, fmt.Errorf("prune: %w", err)
-		default:
-			last.Action, last.Reason = ActionKeep, fmt.Sprintf(
-				"its entries interleave with %s (seq %d there is below its last, %d): the two can only go together", strayName, straySeq, hi)
-			holdLater(due, last)
-			continue
-		}
-		if lo != start || rows != hi-start+1 {
-			for _, p := range s {
-				p.Action, p.Reason = ActionRefuse, fmt.Sprintf(
-					"the chain in the database starts at seq %d, but these partitions hold %d entries from seq %d to %d: entries are missing or duplicated (run pgtrail verify db)",
-					start, rows, lo, hi)
-			}
-			holdLater(cands, s[k-1])
-			break
-		}
-		set, cut = s, hi
+	set, cut, err := nextSegment(ctx, tx, cands, due, start)
+	if err != nil {
+		return nil, err
 	}
 	if set == nil {
 		return res, nil
@@ -343,30 +232,200 @@ func Prune(ctx context.Context, conn *pgx.Conn, cfg PruneConfig) (_ *PruneResult
 	if cfg.DryRun {
 		return res, nil
 	}
-	anchor.sign(cfg.Key)
-	sig, err := base64.StdEncoding.DecodeString(anchor.Signature)
-	if err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
 	details := map[string]any{"older_than": cfg.OlderThan.String(), "archive_last_seq": st.LastSeq,
 		"cutoff": res.Cutoff.Format(time.RFC3339)}
-	prunedAt, _ := time.Parse(anchorTime, anchor.PrunedAt)
-	regs := make([]string, len(names))
-	for i, n := range names {
-		regs[i] = pgx.Identifier{"audit", n}.Sanitize()
-	}
-	var dropped int64
-	err = tx.QueryRow(ctx, `SELECT audit.prune_partitions($1::text[]::regclass[], $2, $3, $4, $5, $6, $7, $8, $9)`,
-		regs, start, cut, last.EntryHash, cfg.ArchiveURL, prunedAt, []byte(cfg.Key.Public().(ed25519.PublicKey)),
-		sig, details).Scan(&dropped)
+	dropped, err := dropSegment(ctx, tx, anchor, last.EntryHash, cfg.Key, details)
 	if err != nil {
-		return nil, fmt.Errorf("prune: drop %s: %w", strings.Join(names, ", "), err)
+		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("prune: commit: %w", err)
 	}
 	log.Info("pruned", "partitions", names, "first_seq", start, "last_seq", cut, "rows", dropped)
 	return res, nil
+}
+
+// requireSuperuser refuses a session user that is not a superuser: only one may drop audit
+// partitions (audit.prune_partitions checks it again).
+func requireSuperuser(ctx context.Context, conn *pgx.Conn) error {
+	var super bool
+	if err := conn.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = session_user`).Scan(&super); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if !super {
+		return ErrNotSuperuser
+	}
+	return nil
+}
+
+// beginPrune starts the transaction that checks and drops, in UTC (partition bounds are UTC
+// months), waiting at most lockTimeout (10 s when 0) for a lock.
+func beginPrune(ctx context.Context, conn *pgx.Conn, lockTimeout time.Duration) (pgx.Tx, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	if lockTimeout == 0 {
+		lockTimeout = 10 * time.Second
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('TimeZone', 'UTC', true), set_config('lock_timeout', $1, true)`,
+		fmt.Sprintf("%dms", lockTimeout.Milliseconds())); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	return tx, nil
+}
+
+// candidates returns the partitions wholly before cutoff, oldest first, with their rows and seq
+// range, each locked (unless dryRun) so that nobody changes its rows while they are checked and
+// dropped. audit.create_partitions keeps last month's partition and later ones: never
+// candidates.
+func candidates(ctx context.Context, tx pgx.Tx, cutoff, now time.Time, dryRun bool) ([]*PartitionStatus, error) {
+	managed := time.Date(now.Year(), now.Month()-1, 1, 0, 0, 0, 0, time.UTC)
+	parts, err := listPartitions(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	var cands []*PartitionStatus
+	for i := range parts {
+		p := &parts[i]
+		if !p.To.After(cutoff) && !p.To.After(managed) {
+			cands = append(cands, p)
+		}
+	}
+	for _, p := range cands {
+		if !dryRun {
+			// SHARE: readers go on, nobody changes the rows while they are checked and dropped.
+			if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{"audit", p.Name}.Sanitize()+" IN SHARE MODE"); err != nil {
+				return nil, fmt.Errorf("prune: lock %s: %w", p.Name, err)
+			}
+		}
+		err := tx.QueryRow(ctx, `SELECT count(*), COALESCE(min(seq), 0), COALESCE(max(seq), 0) FROM audit.events
+		                           WHERE tableoid = ('audit.' || quote_ident($1))::regclass`, p.Name).
+			Scan(&p.Rows, &p.FirstSeq, &p.LastSeq)
+		if err != nil {
+			return nil, fmt.Errorf("prune: read %s: %w", p.Name, err)
+		}
+	}
+	return cands, nil
+}
+
+// segmentStart is where the chain in the database starts: after the newest anchor, or at seq 1.
+func segmentStart(ctx context.Context, tx pgx.Tx) (start int64, prevHash []byte, err error) {
+	anchors, err := LoadAnchors(ctx, tx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n := len(anchors); n > 0 {
+		prevHash, err = anchors[n-1].EntryHashBytes()
+		return anchors[n-1].Seq + 1, prevHash, err
+	}
+	return 1, pgtrail.GenesisHash, nil
+}
+
+// duePartitions returns the oldest candidates that are due (no policy holds them) and archived
+// (through archivedSeq), up to the first that is not, which holds every later one.
+func duePartitions(ctx context.Context, tx pgx.Tx, cands []*PartitionStatus, archivedSeq int64, now time.Time) ([]*PartitionStatus, error) {
+	policies, err := LoadPolicies(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	var due []*PartitionStatus
+	for _, p := range cands {
+		if p.Action != "" {
+			continue
+		}
+		reason, err := policyHold(ctx, tx, p, policies, now)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case reason != "":
+			p.Action, p.Reason = ActionKeep, reason
+		case p.Rows > 0 && p.LastSeq > archivedSeq:
+			p.Action, p.Reason = ActionRefuse, fmt.Sprintf("not archived: the archive's complete batches end at seq %d, the partition at seq %d", archivedSeq, p.LastSeq)
+		default:
+			due = append(due, p)
+			continue
+		}
+		holdLater(cands, p)
+		break
+	}
+	return due, nil
+}
+
+// nextSegment returns the longest run of due partitions that holds exactly the chain's next
+// segment, from start to cut, nil when none does (each partition left out says why).
+func nextSegment(ctx context.Context, tx pgx.Tx, cands, due []*PartitionStatus, start int64) (set []*PartitionStatus, cut int64, err error) {
+	for k := len(due); k > 0 && set == nil; k-- {
+		s := due[:k]
+		var rows, lo, hi int64
+		var oids []string
+		for _, p := range s {
+			rows += p.Rows
+			if p.Rows > 0 {
+				if lo == 0 || p.FirstSeq < lo {
+					lo = p.FirstSeq
+				}
+				hi = max(hi, p.LastSeq)
+			}
+			oids = append(oids, p.Name)
+		}
+		last := s[k-1]
+		if rows == 0 {
+			last.Action, last.Reason = ActionKeep, "holds no entries: goes with the next partition that does"
+			holdLater(due, last)
+			continue
+		}
+		var strayName string
+		var straySeq int64
+		err := tx.QueryRow(ctx, `SELECT e.seq, c.relname FROM audit.events e JOIN pg_class c ON c.oid = e.tableoid
+		                          WHERE e.seq <= $1 AND c.relname::text <> ALL ($2::text[]) ORDER BY e.seq LIMIT 1`, hi, oids).Scan(&straySeq, &strayName)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return nil, 0, fmt.Errorf("prune: %w", err)
+		default:
+			last.Action, last.Reason = ActionKeep, fmt.Sprintf(
+				"its entries interleave with %s (seq %d there is below its last, %d): the two can only go together", strayName, straySeq, hi)
+			holdLater(due, last)
+			continue
+		}
+		if lo != start || rows != hi-start+1 {
+			for _, p := range s {
+				p.Action, p.Reason = ActionRefuse, fmt.Sprintf(
+					"the chain in the database starts at seq %d, but these partitions hold %d entries from seq %d to %d: entries are missing or duplicated (run pgtrail verify db)",
+					start, rows, lo, hi)
+			}
+			holdLater(cands, s[k-1])
+			break
+		}
+		set, cut = s, hi
+	}
+	return set, cut, nil
+}
+
+// dropSegment signs the anchor and drops its partitions with audit.prune_partitions, which
+// records the anchor and the PRUNE event; it returns the rows dropped.
+func dropSegment(ctx context.Context, tx pgx.Tx, anchor *Anchor, lastHash []byte, key ed25519.PrivateKey, details map[string]any) (int64, error) {
+	anchor.sign(key)
+	sig, err := base64.StdEncoding.DecodeString(anchor.Signature)
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	prunedAt, _ := time.Parse(anchorTime, anchor.PrunedAt)
+	regs := make([]string, len(anchor.Partitions))
+	for i, n := range anchor.Partitions {
+		regs[i] = pgx.Identifier{"audit", n}.Sanitize()
+	}
+	var dropped int64
+	err = tx.QueryRow(ctx, `SELECT audit.prune_partitions($1::text[]::regclass[], $2, $3, $4, $5, $6, $7, $8, $9)`,
+		regs, anchor.FirstSeq, anchor.Seq, lastHash, anchor.Archive, prunedAt, []byte(key.Public().(ed25519.PublicKey)),
+		sig, details).Scan(&dropped)
+	if err != nil {
+		return 0, fmt.Errorf("prune: drop %s: %w", strings.Join(anchor.Partitions, ", "), err)
+	}
+	return dropped, nil
 }
 
 // holdLater marks every candidate after p that has no action yet as kept because of p.
