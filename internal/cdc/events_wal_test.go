@@ -150,24 +150,25 @@ func TestStream_SignedEventReplayed(t *testing.T) {
 
 	// original: the events each call writes (a call is made again when its message was split
 	// across WAL pages).
-	replay := func(t *testing.T, call, resourceType string, original int) {
-		var signed string
-		calls := 0
+	// signedCall makes the admin call call (with a marker for %s) until its signed message is
+	// found whole in the WAL, and returns it and how many calls that took.
+	signedCall := func(t *testing.T, call, name string) (signed string, calls int) {
 		for try := 0; ; try++ {
-			calls++
-			marker := fmt.Sprintf("rt16-%s-%d", resourceType, try)
+			marker := fmt.Sprintf("rt16-%s-%d", name, try)
 			if _, err := admin.Exec(ctx, fmt.Sprintf(call, marker)); err != nil {
 				t.Fatal(err)
 			}
 			testdb.Exec(t, f.db, `SELECT pg_logical_emit_message(true, 'flush', '') FROM set_config('synchronous_commit', 'on', true)`)
-			var ok bool
-			if signed, ok = rt16Signed(t, reader, marker); ok {
-				break
+			if signed, ok := rt16Signed(t, reader, marker); ok {
+				return signed, try + 1
 			}
 			if try == 5 {
 				t.Fatal("no signed message found whole in the WAL")
 			}
 		}
+	}
+	replay := func(t *testing.T, call, resourceType string, original int) {
+		signed, calls := signedCall(t, call, resourceType)
 		t.Logf("read from the WAL: %.150s...", signed)
 		for i := 0; i < 2; i++ {
 			if _, err := app.Exec(ctx, `SELECT pg_logical_emit_message(false, 'pgtrail.event', $1::text)`, signed); err != nil {
@@ -209,21 +210,7 @@ func TestStream_SignedEventReplayed(t *testing.T) {
 	})
 	// Replayed after a restart of the stream: the original is chained in an earlier session.
 	t.Run("autonomous_after_restart", func(t *testing.T) {
-		var signed string
-		for try := 0; ; try++ {
-			marker := fmt.Sprintf("rt16-restart-%d", try)
-			if _, err := admin.Exec(ctx, `SELECT audit.log_event_autonomous('EXPORT', 'report', $1, 'SUCCESS')`, marker); err != nil {
-				t.Fatal(err)
-			}
-			testdb.Exec(t, f.db, `SELECT pg_logical_emit_message(true, 'flush', '') FROM set_config('synchronous_commit', 'on', true)`)
-			var ok bool
-			if signed, ok = rt16Signed(t, reader, marker); ok {
-				break
-			}
-			if try == 5 {
-				t.Fatal("no signed message found whole in the WAL")
-			}
-		}
+		signed, _ := signedCall(t, `SELECT audit.log_event_autonomous('EXPORT', 'report', '%s', 'SUCCESS')`, "restart")
 		testdb.Streamed(t, f.db)
 		n := rt16Count(t, f.db, "audit.events", `resource_type = 'report'`)
 		if err := f.wait(t); err != nil {
