@@ -97,7 +97,7 @@ func Read(ctx context.Context, conn *pgx.Conn) (*Report, error) {
 	st := &Report{}
 	var installed bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('audit.chain_head') IS NOT NULL`).Scan(&installed); err != nil {
-		return nil, fmt.Errorf("read status: %w: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("read status: %w", unreachable{err})
 	}
 	if !installed {
 		return nil, fmt.Errorf("pgtrail is not installed in this database (run: pgtrail migrate up)")
@@ -280,6 +280,14 @@ func (st *Report) Diagnose(maxPending time.Duration) {
 			"pgtrail verify all ARCHIVE_URL --public-key KEY, and read what it names")
 	}
 }
+
+// unreachable is the error of Read's first query: its text is the server's, and errors.Is
+// finds ErrUnreachable in it.
+type unreachable struct{ err error }
+
+func (u unreachable) Error() string        { return u.err.Error() }
+func (u unreachable) Unwrap() error        { return u.err }
+func (u unreachable) Is(target error) bool { return target == ErrUnreachable }
 
 // readError says what could not be read.
 func readError(what string, err error) error { return fmt.Errorf("%s: %w", what, err) }
